@@ -1,0 +1,231 @@
+"""Run configuration as plain frozen dataclasses.
+
+Every field name is unique across the sections, so a papermill parameter or a command-line
+``--name value`` overrides exactly one field by its name (``RunConfig.from_flat``).  The run id
+hashes the *full resolved* config, so changing a default never aliases an older run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Input representation (paper-facts: 16 kHz; log-mel n_fft 512, hop 256, 96 bands)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    log_gain: float = 10000.0  # log10(1 + log_gain * mel), as the authors compressed it
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network, and the capacity knobs of Tables 2-3."""
+
+    model: str = "spectrogram"  # registry name: waveform | spectrogram | samplecnn | dieleman | vgg | timbre_cnn
+    frontend_multiplier: float = 1.0  # '# filters xN' rows: 0.125 .. 4
+    backend_filters: int = 512  # back-end CNN filters: 64, 128, 256, 512
+    dense_units: int = 500  # back-end dense units: 200 or 500
+    waveform_layers: int = 7  # 7 (MTT, MSD) or 9 (the 1.2M set)
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which collection, which split convention and how much of its training set."""
+
+    dataset: str = "corpus"  # corpus | mtt | msd | jamendo | catalogue
+    data_root: str = ""  # folder of a real dataset (ignored for the corpus)
+    split_convention: str = ""  # dataset-specific, e.g. 'pons2018' or 'clean' for MTT; '' = the reader's default
+    corpus_size: int = 1000  # clips in the embedded corpus
+    corpus_seed: int = 0
+    clip_seconds: float = 30.0  # embedded corpus clip length
+    train_size: int = 0  # training clips used; 0 = the whole training split (nested subsets, §5.1)
+    cache_dir: str = "cache"  # decoded-audio store, relative to the repository root
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training loop for every model (paper §4 'Parameters')."""
+
+    seed: int = 0
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # Adam, as in the paper
+    weight_decay: float = 0.0
+    max_epochs: int = 50
+    patience: int = 8  # early stopping on the validation metric
+    patch_seconds: float = 15.0  # training patch length (3 s on MTT)
+    loss: str = "auto"  # auto (mse if any regression tag, else bce) | bce | mse
+    class_weighting: bool = False  # future work named by the paper: imbalance-weighted loss
+    deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    mixed_precision: bool = True  # used on CUDA only
+    num_workers: int = 0
+    norm_clips: int = 200  # training clips used to estimate the log-mel mean and std
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Song-level evaluation protocol (§4: mean of moving-window patch predictions)."""
+
+    eval_patch_seconds: float = 15.0
+    eval_hop_seconds: float = 15.0  # = patch length: the paper's non-overlapping windows
+    whole_clip: bool = False  # one pass over the whole clip instead of averaged patches
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"  # readable prefix of the run id
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # ---- flat access by field name -------------------------------------------------------
+    @classmethod
+    def flat_fields(cls) -> dict[str, tuple[str | None, dataclasses.Field]]:
+        """Map every overridable name to (section or None, dataclass field)."""
+        out: dict[str, tuple[str | None, dataclasses.Field]] = {}
+        for top in fields(cls):
+            section_type = top.default_factory
+            if section_type is not dataclasses.MISSING and dataclasses.is_dataclass(section_type):
+                for sub in fields(top.default_factory):
+                    assert sub.name not in out, f"duplicate config field {sub.name}"
+                    out[sub.name] = (top.name, sub)
+            else:
+                out[top.name] = (None, top)
+        return out
+
+    def with_overrides(self, **overrides: Any) -> "RunConfig":
+        """A copy with fields replaced by name; unknown names and wrong types are errors."""
+        known = self.flat_fields()
+        sections: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown config field {name!r}; known fields: {', '.join(sorted(known))}")
+            section, fld = known[name]
+            value = _coerce(name, value, fld)
+            if section is None:
+                top[name] = value
+            else:
+                sections.setdefault(section, {})[name] = value
+        updated = {s: replace(getattr(self, s), **vals) for s, vals in sections.items()}
+        return replace(self, **top, **updated)
+
+    @classmethod
+    def from_flat(cls, preset: str = "default", **overrides: Any) -> "RunConfig":
+        return preset_config(preset).with_overrides(**overrides)
+
+    def flat(self) -> dict[str, Any]:
+        known = self.flat_fields()
+        return {name: (getattr(getattr(self, sec), name) if sec else getattr(self, name)) for name, (sec, _) in known.items()}
+
+    # ---- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
+        return cls().with_overrides(**flat)
+
+    def config_hash(self) -> str:
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix + hash of the full resolved config."""
+        size = self.data.train_size or "all"
+        return f"{self.name}-{self.data.dataset}-{self.model.model}-n{size}-s{self.train.seed}-{self.config_hash()}"
+
+    def __str__(self) -> str:
+        lines = [f"RunConfig {self.run_id}"]
+        for top in fields(self):
+            value = getattr(self, top.name)
+            if dataclasses.is_dataclass(value):
+                inner = ", ".join(f"{f.name}={getattr(value, f.name)!r}" for f in fields(value))
+                lines.append(f"  {top.name}: {inner}")
+            else:
+                lines.append(f"  {top.name}: {value!r}")
+        return "\n".join(lines)
+
+
+def _coerce(name: str, value: Any, fld: dataclasses.Field) -> Any:
+    """Accept the field's type (and ints for floats, strings from a command line)."""
+    kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise TypeError(f"config field {name!r} expects {kind}, got {value!r}") from None
+    return value
+
+
+# ---- presets ---------------------------------------------------------------------------------
+def preset_config(preset: str) -> RunConfig:
+    """smoke (tests, < 2 min on one core), default (the README's study on a laptop), paper (GPU)."""
+    if preset == "smoke":
+        return RunConfig(
+            name="smoke",
+            model=ModelConfig(model="spectrogram", frontend_multiplier=0.25, backend_filters=32, dense_units=32),
+            data=DataConfig(corpus_size=120, clip_seconds=4.0, cache_dir="cache/smoke"),
+            train=TrainConfig(batch_size=16, max_epochs=2, patience=2, patch_seconds=2.0, norm_clips=32),
+            eval=EvalConfig(eval_patch_seconds=2.0, eval_hop_seconds=2.0, bootstrap_samples=100),
+        )
+    if preset == "default":
+        return RunConfig(
+            name="default",
+            model=ModelConfig(model="spectrogram", frontend_multiplier=0.5, backend_filters=64, dense_units=200),
+            data=DataConfig(corpus_size=1200, clip_seconds=8.0, cache_dir="cache/default"),
+            train=TrainConfig(batch_size=32, max_epochs=12, patience=4, patch_seconds=4.0, norm_clips=100),
+            eval=EvalConfig(eval_patch_seconds=4.0, eval_hop_seconds=4.0, bootstrap_samples=500),
+        )
+    if preset == "paper":
+        return RunConfig(
+            name="paper",
+            model=ModelConfig(model="spectrogram"),
+            data=DataConfig(corpus_size=100_000, clip_seconds=30.0, cache_dir="cache/paper"),
+            train=TrainConfig(batch_size=32, max_epochs=200, patience=20, patch_seconds=15.0),
+            eval=EvalConfig(eval_patch_seconds=15.0, eval_hop_seconds=15.0),
+        )
+    raise ValueError(f"unknown preset {preset!r}; expected smoke, default or paper")

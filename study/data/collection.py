@@ -1,0 +1,98 @@
+"""One table of tracks and tags, whatever the source (embedded corpus, MTT, MSD, Jamendo, catalogue)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Collection:
+    """Tracks, their labels by tag name, and how to get each track's audio.
+
+    ``tracks`` is indexed by ``track_id`` (str) with columns ``split`` (train/valid/test),
+    ``artist`` (str, '' when unknown) and ``path`` (str, '' for generated audio); further columns
+    are free.  ``labels[i, j]`` is the value of ``tags[j]`` for the i-th row of ``tracks``.
+    ``loader(track_id, row)`` returns 16 kHz mono float32 audio; it must be picklable so the cache
+    can call it from worker processes.
+    """
+
+    name: str
+    tracks: pd.DataFrame
+    tags: list[str]
+    labels: np.ndarray
+    loader: Callable[[str, pd.Series], np.ndarray]
+    regression_tags: frozenset[str] = frozenset()
+    description: dict = field(default_factory=dict)
+    train_order: list[str] | None = None  # fixed order of train ids; the first N form the nested subsets
+
+    def __post_init__(self) -> None:
+        if len(self.tracks) != len(self.labels):
+            raise ValueError(f"{self.name}: {len(self.tracks)} tracks but {len(self.labels)} label rows")
+        if self.labels.ndim != 2 or self.labels.shape[1] != len(self.tags):
+            raise ValueError(f"{self.name}: labels of shape {self.labels.shape} do not match {len(self.tags)} tags")
+        unknown = set(self.tracks["split"].unique()) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown split names {sorted(unknown)}; expected {SPLITS}")
+        self.labels = np.asarray(self.labels, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    @property
+    def is_regression(self) -> np.ndarray:
+        """Boolean mask over ``tags``: True for tags scored with √MSE."""
+        return np.array([t in self.regression_tags for t in self.tags], dtype=bool)
+
+    def load_audio(self, track_id: str) -> np.ndarray:
+        return self.loader(track_id, self.tracks.loc[track_id])
+
+    def ids(self, split: str, train_size: int = 0) -> list[str]:
+        """Track ids of a split; for train, the first ``train_size`` of the fixed nested order."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        ids = list(self.tracks.index[self.tracks["split"] == split])
+        if split == "train":
+            order = self.train_order or ids
+            if train_size:
+                if train_size > len(order):
+                    raise ValueError(f"{self.name}: train_size {train_size} exceeds the {len(order)} training tracks")
+                order = order[:train_size]
+            return list(order)
+        return ids
+
+    def label_rows(self, track_ids: list[str]) -> np.ndarray:
+        positions = self.tracks.index.get_indexer(track_ids)
+        if (positions < 0).any():
+            missing = [t for t, p in zip(track_ids, positions) if p < 0][:5]
+            raise KeyError(f"{self.name}: unknown track ids {missing}")
+        return self.labels[positions]
+
+    def drop(self, track_ids: list[str]) -> "Collection":
+        """A copy without these tracks (e.g. audio that failed to decode)."""
+        keep = ~self.tracks.index.isin(track_ids)
+        order = None if self.train_order is None else [t for t in self.train_order if t not in set(track_ids)]
+        return Collection(self.name, self.tracks[keep], list(self.tags), self.labels[keep], self.loader,
+                          self.regression_tags, dict(self.description), order)
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.tracks["split"] == s).sum()) for s in SPLITS}
+
+    def manifest_hash(self) -> str:
+        """Hash of ids, splits, tags and labels: two runs on equal data share it."""
+        h = hashlib.sha1()
+        h.update(json.dumps([self.name, self.tags, sorted(self.regression_tags)]).encode())
+        h.update("\n".join(f"{i}\t{s}" for i, s in zip(self.tracks.index, self.tracks["split"])).encode())
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        c = self.counts()
+        return (f"{self.name}: {len(self)} tracks (train {c['train']}, valid {c['valid']}, test {c['test']}), "
+                f"{len(self.tags)} tags ({len(self.regression_tags)} regression)")

@@ -1,0 +1,242 @@
+"""Building blocks shared by every network in ``study.models``, each written once.
+
+The authors trained in TensorFlow 1; the conventions that change counts or training
+dynamics are reproduced here (paper-facts, "Shared back-end" and "Parameter counts"):
+convolution -> ReLU -> batch norm (BN after the ReLU), TF's BN momentum 0.99 / epsilon 1e-3,
+He fan-in initialisation, and a "scalar" batch norm with one mean/variance and one gamma/beta.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from study.audio import LogMel
+from study.config import AudioConfig
+
+BN_MOMENTUM = 0.01  # torch's momentum = 1 - TF's 0.99
+BN_EPS = 1e-3  # TF's default epsilon
+
+
+def batch_norm(channels: int, dims: int) -> nn.Module:
+    """Per-channel batch norm with TF's statistics settings, for 1-D or 2-D feature maps."""
+    norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
+    return norm(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class ScalarBatchNorm(nn.Module):
+    """Batch norm over a channel axis of size 1: one mean/variance, one gamma and one beta.
+
+    TF's batch norm on a (batch, time, features, 1) map normalises every value with the same
+    statistics; the back-end's conv2/conv3 and the baselines' input BN are built that way, and
+    its 2 parameters (instead of 2 per filter) are what make Tables 2-3's counts come out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], 1, -1)  # (batch, 1, every other value)
+        return self.norm(flat).reshape(x.shape)
+
+
+class ConvReluBN(nn.Module):
+    """One convolution with bias, ReLU and batch norm, in the authors' order (BN after ReLU).
+
+    ``dims`` picks Conv1d (feature maps (batch, channels, time)) or Conv2d ((batch, channels,
+    time, freq)); ``norm`` is 'channel' (per filter), 'scalar' (:class:`ScalarBatchNorm`) or
+    'none'; ``bn_first`` gives conv -> BN -> ReLU, Lee et al.'s order for SampleCNN.
+    """
+
+    def __init__(
+        self, *, dims: int, in_channels: int, out_channels: int, kernel: int | tuple[int, int],
+        stride: int = 1, padding: int | str | tuple[int, int] = 0, norm: str = "channel", bn_first: bool = False,
+    ) -> None:
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d}[dims]
+        self.conv = conv(in_channels, out_channels, kernel, stride=stride, padding=padding)
+        if norm == "channel":
+            self.norm: nn.Module = batch_norm(out_channels, dims)
+        elif norm == "scalar":
+            self.norm = ScalarBatchNorm()
+        elif norm == "none":
+            self.norm = nn.Identity()
+        else:
+            raise ValueError(f"ConvReluBN: norm must be 'channel', 'scalar' or 'none', got {norm!r}")
+        self.bn_first = bn_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn_first:
+            return torch.relu(self.norm(x))
+        return self.norm(torch.relu(x))
+
+
+class VerticalFilters(nn.Module):
+    """Timbral filters (Pons et al. 2017): ``width`` frames x ``height`` mel bins, then a max over
+    the remaining frequency axis, so the same timbre is found at any pitch (§4, Figure 2).
+
+    Time is zero-padded to keep its length (odd widths); frequency is not padded.
+    (batch, 1, time, mels) -> (batch, filters, time).
+    """
+
+    def __init__(self, *, width: int, height: int, filters: int, norm: str = "channel") -> None:
+        super().__init__()
+        if width % 2 != 1:
+            raise ValueError(f"VerticalFilters: width must be odd to keep the time length, got {width}")
+        self.width, self.height = width, height
+        self.block = ConvReluBN(
+            dims=2, in_channels=1, out_channels=filters, kernel=(width, height), padding=(width // 2, 0), norm=norm,
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.block(image).amax(dim=3)  # (batch, filters, time)
+
+    def extra_repr(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+class DenseHead(nn.Module):
+    """The dense end of a tagger: flatten, optional hidden dense layer, output layer.
+
+    Paper back-end (§4 "Parameters": 50% dropout before every dense layer): dropout -> dense
+    (hidden) -> ReLU -> BN -> dropout -> dense (tags).  Without ``hidden_units``: dropout ->
+    dense (tags).  ``embed`` returns the penultimate features, ``classify`` maps them to logits.
+    """
+
+    def __init__(
+        self, *, in_features: int, n_tags: int, hidden_units: int | None = None, dropout: float = 0.0,
+        hidden_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.hidden: nn.Module | None = None
+        if hidden_units is not None:
+            layers: list[nn.Module] = [nn.Dropout(dropout), nn.Linear(in_features, hidden_units), nn.ReLU()]
+            if hidden_bn:
+                layers.append(batch_norm(hidden_units, 1))
+            self.hidden = nn.Sequential(*layers)
+            in_features = hidden_units
+        self.embedding_size = in_features
+        self.output = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, n_tags))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)  # (batch, features)
+        return flat if self.hidden is None else self.hidden(flat)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.output(embedding)  # logits (batch, tags)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))
+
+
+class LogMelInput(nn.Module):
+    """Waveform -> standardised log-mel, (batch, samples) -> (batch, frames, n_mels).
+
+    paper-facts: ONE scalar mean and ONE scalar std over all bins and frames of training audio,
+    stored with the model (buffers ``input_mean``/``input_std``, set by :meth:`fit`).
+    """
+
+    def __init__(self, audio_cfg: AudioConfig) -> None:
+        super().__init__()
+        self.logmel = LogMel(audio_cfg)
+        self.n_fft, self.hop_length, self.n_mels = audio_cfg.n_fft, audio_cfg.hop_length, audio_cfg.n_mels
+        self.register_buffer("input_mean", torch.zeros(()))
+        self.register_buffer("input_std", torch.ones(()))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return (self.logmel(waveform) - self.input_mean) / self.input_std  # float32 even under autocast
+
+    @torch.no_grad()
+    def fit(self, waveforms: Iterable[torch.Tensor]) -> None:
+        """Set the scalar mean/std from an iterable of (samples,) or (batch, samples) tensors."""
+        device = self.input_mean.device
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        squares = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
+        for waveform in waveforms:
+            waveform = torch.as_tensor(waveform, dtype=torch.float32, device=device)
+            batch = waveform.reshape(1, -1) if waveform.dim() == 1 else waveform
+            mel = self.logmel(batch).double()
+            total += mel.sum()
+            squares += mel.square().sum()
+            count += mel.numel()
+        if count == 0:
+            raise ValueError("fit_input_stats: no waveforms given; need training audio to estimate the log-mel mean/std")
+        mean = total / count
+        std = (squares / count - mean.square()).clamp_min(0).sqrt()
+        if not float(std) > 0:
+            raise ValueError(f"fit_input_stats: the log-mel std of the given audio is {float(std)}; expected > 0")
+        self.input_mean.fill_(float(mean))
+        self.input_std.fill_(float(std))
+
+    @property
+    def time_ops(self) -> tuple["TimeOp", ...]:
+        # centred STFT: reflect-padded by n_fft // 2 each side -> 1 + n // hop frames
+        return (TimeOp(f"log-mel STFT (window {self.n_fft}, hop {self.hop_length})", self.n_fft, self.hop_length, self.n_fft),)
+
+
+# ---- time-axis arithmetic: shapes, smallest input, receptive field ------------------------------
+@dataclass(frozen=True)
+class TimeOp:
+    """One operation's effect on the time axis: output = (length + padding - kernel) // stride + 1.
+
+    Networks declare their ops so that the smallest usable input and the receptive field follow
+    from arithmetic instead of a forward pass.
+    """
+
+    name: str
+    kernel: int
+    stride: int = 1
+    padding: int = 0  # total zero-padding added to the time axis (both sides)
+
+    def steps(self, length: int) -> int:
+        return (length + self.padding - self.kernel) // self.stride + 1
+
+
+def trace_time(ops: Sequence[TimeOp], n_samples: int) -> list[tuple[str, int, int]]:
+    """(op name, output time steps, receptive field in input samples) after each op."""
+    rows, length, field, jump = [], n_samples, 1, 1
+    for op in ops:
+        length = op.steps(length) if length > 0 else 0
+        field += (op.kernel - 1) * jump
+        jump *= op.stride
+        rows.append((op.name, max(length, 0), field))
+    return rows
+
+
+def smallest_input(ops: Sequence[TimeOp], *, upper: int = 1 << 26) -> int:
+    """The fewest samples for which every op still has at least one time step."""
+    def fits(n: int) -> bool:
+        return all(steps >= 1 for _, steps, _ in trace_time(ops, n))
+
+    if not fits(upper):
+        raise ValueError(f"no input of up to {upper} samples fits these time operations")
+    low, high = 1, upper  # fits() is monotone in n
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return low
+
+
+# ---- TF-style initialisation ------------------------------------------------------------------
+def init_tf_style(module: nn.Module) -> None:
+    """He fan-in kernels, zero biases, BN gamma 1 / beta 0 (paper-facts, "Shared back-end").
+
+    TF1's ``variance_scaling_initializer()`` draws a normal truncated at 2 std with
+    std = sqrt(1.3 * 2 / fan_in); the factor 1.3 restores the variance the truncation removes.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            fan_in = layer.weight[0].numel()
+            std = math.sqrt(1.3 * 2.0 / fan_in)
+            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
