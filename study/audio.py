@@ -39,7 +39,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
                 warnings.simplefilter("ignore")
                 data, rate = librosa.load(str(path), sr=None, mono=True)
         except Exception:
-            raise AudioError(f"{path}: cannot decode audio ({first_error})") from None
+            raise AudioError(f"{path}: cannot decode audio (libsndfile: {first_error}; audioread failed too)") from None
     if data.size == 0:
         raise AudioError(f"{path}: the file decodes to no samples")
     if rate != sample_rate:

@@ -44,12 +44,14 @@ class DataConfig:
 
     dataset: str = "corpus"  # corpus | mtt | msd | jamendo | catalogue
     data_root: str = ""  # folder of a real dataset (ignored for the corpus)
+    audio_root: str = ""  # audio kept outside data_root; '' = found inside data_root
     split_convention: str = ""  # dataset-specific, e.g. 'pons2018' or 'clean' for MTT; '' = the reader's default
     corpus_size: int = 1000  # clips in the embedded corpus
     corpus_seed: int = 0
     clip_seconds: float = 30.0  # embedded corpus clip length
     train_size: int = 0  # training clips used; 0 = the whole training split (nested subsets, §5.1)
     cache_dir: str = "cache"  # decoded-audio store, relative to the repository root
+    cache_dtype: str = "float32"  # float32 | float16 (halves the disk, ~1e-3 relative error)
 
 
 @dataclass(frozen=True)
