@@ -85,6 +85,9 @@ class EvalConfig:
     confidence: float = 0.95
 
 
+EXECUTION_ONLY = ("device", "num_workers")  # train fields left out of the run id
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "run"  # readable prefix of the run id
@@ -152,7 +155,11 @@ class RunConfig:
         return cls().with_overrides(**flat)
 
     def config_hash(self) -> str:
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """Hash of everything that can change a result (where it runs and how many loader workers do not)."""
+        resolved = self.to_dict()
+        for name in EXECUTION_ONLY:
+            resolved["train"].pop(name)
+        return hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def run_id(self) -> str:

@@ -1,0 +1,376 @@
+"""One training loop for every model (§4 "Parameters").
+
+Adam with learning rate 0.001; binary cross-entropy for the binary datasets and MSE on sigmoid
+outputs for the 1.2M set (§4, §5.1 footnote 7: "all output nodes are sigmoidal"); an epoch is
+one random patch of every training song; the song-level validation metric, computed after
+every epoch exactly as the test is (mean of moving-window predictions), drives early stopping.
+
+Early stopping watches, in order of preference: the validation macro ROC-AUC when any
+classification tag has positives and negatives in the validation set; otherwise -√MSE over the
+regression tags; otherwise -(validation loss).  Higher is better for the selected value; an
+epoch that does not beat the best counts towards ``patience``.
+
+Resuming gives the same result as not stopping: every epoch starts by reseeding every generator
+from (seed, epoch, rank), the patch sampler and the shuffling are functions of (seed, epoch),
+and last.pt holds everything else that changes (weights, optimizer, scaler, early-stopping
+state, history).  A run killed mid-epoch repeats that epoch from the previous last.pt.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
+from study.config import TrainConfig
+from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_from_main, derived_seed, describe,
+                          resolve_device, seed_everything, set_deterministic)
+from study.evaluate import SongSet, predict_clips
+from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
+
+LOSSES = ("auto", "bce", "mse")
+
+
+# ---- loss ---------------------------------------------------------------------------------------
+def loss_kind(requested: str, is_regression: np.ndarray) -> str:
+    """'auto' -> MSE when any tag is a regression tag (the 1.2M set, §4), else cross-entropy."""
+    if requested not in LOSSES:
+        raise ValueError(f"loss {requested!r} is not known; expected one of {LOSSES}")
+    if requested == "auto":
+        return "mse" if np.asarray(is_regression, bool).any() else "bce"
+    return requested
+
+
+def positive_weights(train_labels: np.ndarray, is_regression: np.ndarray) -> np.ndarray:
+    """(tags,) negatives / positives per classification tag (1 for regression tags and tags without positives).
+
+    The class-imbalance weighting the paper names as future work: a positive of a rare tag
+    counts as much as all of its negatives together.  Not capped.
+    """
+    labels = np.asarray(train_labels, dtype=np.float64)
+    positives = (labels >= POSITIVE_THRESHOLD).sum(axis=0)
+    weights = np.ones(labels.shape[1])
+    usable = ~np.asarray(is_regression, bool) & (positives > 0)
+    weights[usable] = (len(labels) - positives[usable]) / positives[usable]
+    return weights
+
+
+class TaggingLoss(nn.Module):
+    """Loss on logits (B, tags) against labels (B, tags), in float32 even under autocast.
+
+    bce: binary cross-entropy with logits, ``pos_weight`` per tag when weighted.
+    mse: squared error of sigmoid(logits); when weighted, a classification label y gets weight
+         1 + (pos_weight - 1)·y (pos_weight for a positive, 1 for a negative), regression tags 1.
+    """
+
+    def __init__(self, *, kind: str, pos_weight: np.ndarray | None = None) -> None:
+        super().__init__()
+        if kind not in ("bce", "mse"):
+            raise ValueError(f"loss kind {kind!r}; expected bce or mse")
+        self.kind = kind
+        weights = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)  # (tags,)
+        self.register_buffer("pos_weight", weights)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits, targets = logits.float(), targets.float()
+        if self.kind == "bce":
+            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
+        squared_error = (torch.sigmoid(logits) - targets) ** 2  # (B, tags)
+        if self.pos_weight is not None:
+            squared_error = squared_error * (1 + (self.pos_weight - 1) * targets)
+        return squared_error.mean()
+
+
+def probability_loss(kind: str, probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """The unweighted loss of song-level probabilities (validation loss; comparable across runs)."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(targets, np.float64)
+    if kind == "bce":
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    return float(((p - y) ** 2).mean())
+
+
+def build_loss(cfg: TrainConfig, is_regression: np.ndarray, train_labels: np.ndarray | None) -> TaggingLoss:
+    kind = loss_kind(cfg.loss, is_regression)
+    weights = None
+    if cfg.class_weighting:
+        if train_labels is None:
+            raise ValueError("class_weighting needs the training labels; pass train_labels= or a dataset with .labels")
+        weights = positive_weights(train_labels, is_regression)
+    return TaggingLoss(kind=kind, pos_weight=weights)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, lr 0.001 (§4); weight decay (an L2 term, as the authors' code) on kernels only, not biases or BN."""
+    kernels = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    others = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return torch.optim.Adam([{"params": kernels, "weight_decay": cfg.weight_decay},
+                             {"params": others, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+
+# ---- early stopping -----------------------------------------------------------------------------
+def selection_metric(valid_labels: np.ndarray, is_regression: np.ndarray) -> str:
+    """Which validation value early stopping maximises (see the module docstring)."""
+    if evaluable(valid_labels, is_regression).any():
+        return "valid_roc_auc"
+    if np.asarray(is_regression, bool).any():
+        return "-valid_rmse"
+    return "-valid_loss"
+
+
+def selection_value(name: str, record: dict[str, float]) -> float:
+    return -record[name[1:]] if name.startswith("-") else record[name]
+
+
+@dataclass
+class Progress:
+    """What changes from epoch to epoch besides the weights; saved in last.pt."""
+
+    epoch: int = 0  # last completed epoch
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def update(self, epoch: int, value: float, patience: int, max_epochs: int) -> bool:
+        """Record epoch's selection value; True when it is the best so far.  Sets ``finished``."""
+        self.epoch = epoch
+        improved = self.best_epoch == 0 or value > self.best_metric  # NaN never improves after epoch 1
+        if improved:
+            self.best_metric, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.finished = epoch >= max_epochs or (patience > 0 and self.bad_epochs >= patience)
+        return improved
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the best epoch's weights, unwrapped, on the training device
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_metric: float
+    selection: str
+    thresholds: dict[str, float | None]
+    checkpoint_dir: Path
+    epochs_run: int  # epochs trained by this call (0 when the run had finished before)
+    seconds: float
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainConfig, checkpoint_dir: str | Path,
+          tags: Sequence[str], is_regression: np.ndarray, train_labels: np.ndarray | None = None,
+          run_config: dict | None = None, dist: DistInfo = DistInfo(), progress: bool = True,
+          log: Callable[[str], None] = print,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``model`` on random patches, validating at song level each epoch; resume from last.pt.
+
+    ``train_data`` yields (waveform (samples,), labels (tags,)); if it has ``set_epoch`` it is
+    called before each epoch (RandomPatches).  ``run_config`` (RunConfig.to_dict()) is stored in
+    the checkpoints so that ``load_tagger`` can rebuild the model.  Under torchrun, ``dist``
+    describes this process: patches are sharded over ranks, rank 0 validates and saves.
+    """
+    started = time.perf_counter()
+    checkpoint_dir = Path(checkpoint_dir)
+    is_regression = np.asarray(is_regression, dtype=bool)
+    tags = list(tags)
+    if train_labels is None:
+        train_labels = getattr(train_data, "labels", None)
+    device = resolve_device(cfg.device, dist)
+    amp = amp_enabled(device, cfg.mixed_precision)
+    set_deterministic(cfg.deterministic)
+    loss_fn = build_loss(cfg, is_regression, train_labels).to(device)
+    selection = selection_metric(valid.labels, is_regression)
+
+    state = load_checkpoint(checkpoint_dir / LAST) if (checkpoint_dir / LAST).is_file() else None
+    if state is not None:
+        _check_same_run(checkpoint_dir / LAST, state, run_config, cfg)
+        model.load_state_dict(state["model_state"])
+    else:
+        _fit_input_stats(model, train_data, cfg)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    run = Progress()
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer_state"])
+        scaler.load_state_dict(state["scaler_state"])
+        run = Progress(**state["progress"])
+        set_rng_state(state["rng_state"])
+        if dist.is_main:
+            log(f"resuming {checkpoint_dir} after epoch {run.epoch} (best {selection} {run.best_metric:.4f} "
+                f"at epoch {run.best_epoch})" + (": already finished" if run.finished else ""))
+
+    net = _wrap(model, device, dist)
+    sampler = DistributedSampler(train_data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
+    per_rank = len(sampler)
+    loader = DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda",
+                        drop_last=per_rank > 1 and per_rank % cfg.batch_size == 1)  # no batch of 1 for batch norm
+    if dist.is_main:
+        log(_header(model, run_config, device, amp, dist, cfg, selection, len(train_data)))
+
+    first_epoch = run.epoch + 1
+    while not run.finished and run.epoch < cfg.max_epochs:
+        epoch = run.epoch + 1
+        epoch_started = time.perf_counter()
+        seed_everything(derived_seed(cfg.seed, epoch, dist.rank))  # no hidden state carried between epochs
+        sampler.set_epoch(epoch)
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch)
+        train_loss = _train_epoch(net, loader, optimizer, scaler, loss_fn, device, amp, dist,
+                                  desc=f"epoch {epoch}/{cfg.max_epochs}", show=progress and dist.is_main)
+        record = {"epoch": epoch, "train_loss": train_loss}
+        improved, scores = False, None
+        if dist.is_main:
+            scores = predict_clips(model, valid.reader, valid.track_ids, patch_samples=valid.patch_samples,
+                                   hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
+                                   batch_size=cfg.batch_size, amp=amp)
+            record.update(_validation_record(scores, valid.labels, tags, is_regression, loss_fn.kind))
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["seconds"] = time.perf_counter() - epoch_started
+            improved = run.update(epoch, selection_value(selection, record), cfg.patience, cfg.max_epochs)
+            run.history.append(record)
+            log(_epoch_line(record, run, selection, cfg))
+        run = broadcast_from_main(dist, run)  # every rank stops together
+        if dist.is_main:
+            common = {"config": run_config, "train_config": asdict(cfg), "tags": tags,
+                      "regression_tags": [t for t, r in zip(tags, is_regression) if r], "selection": selection}
+            _save_epoch(checkpoint_dir, common, model, optimizer, scaler, run,
+                        best_scores=(scores, valid.track_ids) if improved else None)
+        barrier(dist)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+
+    best = load_checkpoint(checkpoint_dir / BEST, map_location="cpu")
+    model.load_state_dict(best["model_state"])
+    thresholds = best.get("thresholds")
+    if thresholds is None:
+        thresholds = tune_thresholds(valid.labels, best["valid_scores"].numpy(), tags, is_regression)
+        if dist.is_main:
+            update_checkpoint(checkpoint_dir / BEST, thresholds=thresholds)
+    barrier(dist)
+    return TrainResult(model=model, history=run.history, best_epoch=run.best_epoch, best_metric=run.best_metric,
+                       selection=selection, thresholds=thresholds, checkpoint_dir=checkpoint_dir,
+                       epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started)
+
+
+def _save_epoch(folder: Path, common: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, run: Progress, *, best_scores: tuple | None) -> None:
+    """best.pt (when this epoch is the best) and then last.pt; each write is atomic.
+
+    Best first: a crash between the two writes repeats this epoch on resume and rewrites the
+    same best.pt, whereas the other order could leave a last.pt ahead of a stale best.pt.
+    """
+    common = {**common, "epoch": run.epoch, "best_metric": run.best_metric, "history": run.history,
+              "model_state": model.state_dict()}
+    if best_scores is not None:
+        scores, track_ids = best_scores
+        save_checkpoint(folder / BEST, {**common, "thresholds": None, "valid_scores": torch.from_numpy(scores),
+                                        "valid_ids": list(track_ids)})
+    save_checkpoint(folder / LAST, {**common, "optimizer_state": optimizer.state_dict(),
+                                    "scaler_state": scaler.state_dict(), "progress": asdict(run),
+                                    "rng_state": rng_state()})
+
+
+def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 loss_fn: TaggingLoss, device: torch.device, amp: bool, dist: DistInfo, *, desc: str,
+                 show: bool) -> float:
+    """One pass over the loader; returns the mean training loss over every rank's patches."""
+    net.train()
+    accumulate = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    total = torch.zeros(2, dtype=accumulate, device=device)  # (sum of loss x patches, patches), summed on device
+    bar = tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
+    for step, (waveform, target) in enumerate(bar):
+        waveform = waveform.to(device, dtype=torch.float32, non_blocking=True)  # (B, samples)
+        target = target.to(device, dtype=torch.float32, non_blocking=True)  # (B, tags)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            logits = net(waveform)  # (B, tags)
+        loss = loss_fn(logits, target)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += torch.stack([loss.detach().to(accumulate) * len(target),
+                              torch.tensor(len(target), dtype=accumulate, device=device)])
+        if show and step % 10 == 0:
+            bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}")
+    if dist.distributed:
+        torch_dist.all_reduce(total)
+    mean = float(total[0] / total[1].clamp_min(1))
+    if not math.isfinite(mean):
+        raise FloatingPointError(f"{desc}: the training loss is {mean}; "
+                                 f"try a lower learning_rate or mixed_precision false")
+    return mean
+
+
+def _validation_record(scores: np.ndarray, labels: np.ndarray, tags: Sequence[str], is_regression: np.ndarray,
+                       kind: str) -> dict[str, float]:
+    overall = evaluate_predictions(labels, scores, tags, is_regression)["overall"]
+    return {"valid_loss": probability_loss(kind, scores, labels), "valid_roc_auc": overall["roc_auc"],
+            "valid_pr_auc": overall["pr_auc"], "valid_rmse": overall["rmse"]}
+
+
+def _wrap(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+    if not dist.distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _fit_input_stats(model: nn.Module, train_data: Dataset, cfg: TrainConfig) -> None:
+    """Log-mel mean/std from up to ``norm_clips`` training patches spread over the set (no-op for waveform models)."""
+    fit = getattr(model, "fit_input_stats", None)
+    if fit is None or cfg.norm_clips <= 0 or len(train_data) == 0:
+        return
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(0)
+    picks = np.unique(np.linspace(0, len(train_data) - 1, min(cfg.norm_clips, len(train_data))).round().astype(int))
+    chunks = [picks[i:i + cfg.batch_size] for i in range(0, len(picks), cfg.batch_size)]
+    fit(torch.stack([torch.as_tensor(train_data[int(i)][0]) for i in chunk]) for chunk in chunks)  # (B, samples) each
+
+
+def _check_same_run(path: Path, state: dict, run_config: dict | None, cfg: TrainConfig) -> None:
+    saved = state.get("config") if run_config is not None else state.get("train_config")
+    expected = run_config if run_config is not None else asdict(cfg)
+    if saved != expected:
+        raise ValueError(f"{path}: this checkpoint belongs to another configuration; delete its folder or use the "
+                         f"run's own checkpoint folder (saved {saved}, asked {expected})")
+
+
+def count_parameters(model: nn.Module) -> int:
+    try:
+        from study.models import count_params
+    except ImportError:  # models not written yet: every trainable tensor
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return int(count_params(model))
+
+
+def _header(model: nn.Module, run_config: dict | None, device: torch.device, amp: bool, dist: DistInfo,
+            cfg: TrainConfig, selection: str, n_train: int) -> str:
+    name = (run_config or {}).get("model", {}).get("model", type(model).__name__)
+    config_hash = "-"
+    if run_config is not None:
+        from study.config import RunConfig
+        config_hash = RunConfig.from_dict(run_config).config_hash()
+    return (f"model {name}: {count_parameters(model):,} parameters | config {config_hash} | device "
+            f"{describe(device, amp, dist)} | {n_train} training clips, batch {cfg.batch_size}, "
+            f"early stopping on {selection} (patience {cfg.patience})")
+
+
+def _epoch_line(record: dict[str, float], run: Progress, selection: str, cfg: TrainConfig) -> str:
+    shown = [f"{key} {record[key]:.4f}" for key in ("train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc",
+                                                     "valid_rmse") if not math.isnan(record[key])]
+    return (f"epoch {record['epoch']}/{cfg.max_epochs}  " + "  ".join(shown) +
+            f"  | best {selection} {run.best_metric:.4f} (epoch {run.best_epoch})  {record['seconds']:.1f} s")

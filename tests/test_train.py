@@ -1,0 +1,409 @@
+"""The training loop: losses, early stopping, checkpoints, exact resume, and one experiment end to end.
+
+Everything runs on a tiny stand-in tagger (one strided convolution) and tiny synthetic clips whose
+tags are audible to it: tag 'loud' scales the noise, tag 'offset' adds a DC offset, and the
+regression tag 'brightness' mixes in a high-frequency tone.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger, save_checkpoint
+from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from study.data.collection import Collection
+from study.data.patches import RandomPatches
+from study.device import DistInfo, amp_enabled, derived_seed, resolve_device, set_deterministic, setup_distributed
+from study.evaluate import SongSet
+from study.train import Progress, TaggingLoss, loss_kind, positive_weights, selection_metric, train
+
+TAGS = ["loud", "offset", "quiet", "brightness"]
+REGRESSION = np.array([False, False, False, True])
+CLIP_SAMPLES = 800
+PATCH_SAMPLES = 200
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny convolutions run ~10x faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---- stand-ins shared with test_evaluate.py and test_distributed.py -----------------------------
+class TinyTagger(nn.Module):
+    """The model interface (logits, min_samples, fixed_samples, fit_input_stats, embed) in one conv."""
+
+    def __init__(self, n_tags: int, *, channels: int = 6, batch_norm: bool = True, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.min_samples, self.fixed_samples = 16, None
+        self.conv = nn.Conv1d(1, channels, kernel_size=8, stride=4)
+        self.norm = nn.BatchNorm1d(channels) if batch_norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout)  # draws from torch's generator: resume must restore it
+        self.dense = nn.Linear(2 * channels, n_tags)
+        self.register_buffer("input_mean", torch.zeros(()))
+        self.register_buffer("input_std", torch.ones(()))
+
+    @torch.no_grad()
+    def fit_input_stats(self, waveforms) -> None:
+        batch = torch.cat([w.reshape(-1) for w in waveforms])
+        self.input_mean.fill_(float(batch.mean()))
+        self.input_std.fill_(float(batch.std()))
+
+    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
+        x = ((waveform - self.input_mean) / self.input_std)[:, None]  # (B, 1, samples)
+        x = self.norm(torch.relu(self.conv(x)))  # (B, channels, steps)
+        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)  # (B, 2 channels)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.dropout(self.embed(waveform)))  # (B, tags) logits
+
+
+def tiny_model(seed: int = 0, **kwargs) -> TinyTagger:
+    torch.manual_seed(seed)
+    return TinyTagger(len(TAGS), **kwargs)
+
+
+def synthetic_clip(index: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(audio (CLIP_SAMPLES,), labels (4,)) of clip ``index``; the same for the same (index, seed)."""
+    rng = np.random.default_rng([seed, index])
+    loud, offset = rng.random() < 0.4, rng.random() < 0.4
+    brightness = rng.random()
+    time = np.arange(CLIP_SAMPLES)
+    audio = rng.normal(0, rng.uniform(0.4, 0.7) * (1.6 if loud else 1.0), CLIP_SAMPLES) + (0.3 if offset else 0.0)
+    audio += brightness * np.sin(2.9 * time)
+    labels = np.array([loud, offset, not loud, brightness], dtype=np.float32)
+    return audio.astype(np.float32), labels
+
+
+class MemoryCache:
+    """The AudioCache read interface over a dict; ``fail_after`` reads it raises, like a killed process."""
+
+    def __init__(self, clips: dict[str, np.ndarray]) -> None:
+        self.clips, self.directory, self.reads, self.fail_after = clips, Path("memory"), 0, None
+
+    def __contains__(self, track_id: object) -> bool:
+        return track_id in self.clips
+
+    def length(self, track_id: str) -> int:
+        return len(self.clips[track_id])
+
+    def read(self, track_id: str, start: int = 0, length: int | None = None) -> np.ndarray:
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        stop = len(self.clips[track_id]) if length is None else start + length
+        return self.clips[track_id][start:stop].copy()
+
+
+def tiny_data(n_train: int = 48, n_valid: int = 16, seed: int = 0):
+    """(MemoryCache, train ids, train labels, valid ids, valid labels)."""
+    clips, labels = {}, {}
+    for index in range(n_train + n_valid):
+        clips[f"t{index}"], labels[f"t{index}"] = synthetic_clip(index, seed)
+    ids = list(clips)
+    train_ids, valid_ids = ids[:n_train], ids[n_train:]
+    return (MemoryCache(clips), train_ids, np.stack([labels[t] for t in train_ids]),
+            valid_ids, np.stack([labels[t] for t in valid_ids]))
+
+
+TINY_TRAIN = TrainConfig(seed=3, batch_size=8, learning_rate=0.03, max_epochs=4, patience=10, patch_seconds=1.0,
+                         device="cpu", norm_clips=16)
+
+
+def run_tiny(checkpoint_dir: Path, cfg: TrainConfig = TINY_TRAIN, *, model: nn.Module | None = None, data=None,
+             **kwargs):
+    cache, train_ids, train_labels, valid_ids, valid_labels = data or tiny_data()
+    patches = RandomPatches(cache, train_ids, train_labels, patch_samples=PATCH_SAMPLES, seed=cfg.seed)
+    valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=PATCH_SAMPLES,
+                    hop_samples=PATCH_SAMPLES)
+    return train(model or tiny_model(), patches, valid=valid, cfg=cfg, checkpoint_dir=checkpoint_dir, tags=TAGS,
+                 is_regression=REGRESSION, progress=False, log=lambda line: None, **kwargs)
+
+
+def same_history(a: list[dict], b: list[dict]) -> bool:
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    return drop(a) == drop(b)
+
+
+# ---- loss and early stopping ------------------------------------------------------------------
+def test_auto_loss_is_mse_with_any_regression_tag_and_bce_otherwise():
+    assert loss_kind("auto", REGRESSION) == "mse"
+    assert loss_kind("auto", np.zeros(3, bool)) == "bce"
+    assert loss_kind("bce", REGRESSION) == "bce"
+    with pytest.raises(ValueError, match="hinge"):
+        loss_kind("hinge", REGRESSION)
+
+
+def test_positive_weights_are_negatives_over_positives_for_classification_tags_only():
+    labels = np.array([[1, 0, 0.2], [0, 0, 0.9], [0, 0, 0.5], [0, 0, 0.1]], dtype=np.float32)
+    weights = positive_weights(labels, np.array([False, False, True]))
+    np.testing.assert_allclose(weights, [3.0, 1.0, 1.0])  # 3 negatives per positive; no positives; regression
+
+
+def test_weighted_losses_match_their_formulas():
+    logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weights = np.array([4.0, 2.0])
+    bce = TaggingLoss(kind="bce", pos_weight=weights)(logits, targets)
+    p = torch.sigmoid(logits)
+    w = torch.tensor(weights)
+    expected_bce = -(w * targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean()
+    assert torch.allclose(bce, expected_bce.float(), atol=1e-6)
+    mse = TaggingLoss(kind="mse", pos_weight=weights)(logits, targets)
+    expected_mse = ((1 + (w - 1) * targets) * (p - targets) ** 2).mean()
+    assert torch.allclose(mse, expected_mse.float(), atol=1e-6)
+    assert TaggingLoss(kind="mse")(logits, targets) < mse  # the weights raise the positives' errors
+
+
+def test_selection_metric_prefers_roc_auc_then_rmse_then_loss():
+    assert selection_metric(np.array([[1, 0.3], [0, 0.6]]), np.array([False, True])) == "valid_roc_auc"
+    assert selection_metric(np.array([[1, 0.3], [1, 0.6]]), np.array([False, True])) == "-valid_rmse"
+    assert selection_metric(np.array([[1], [1]]), np.array([False])) == "-valid_loss"
+
+
+def test_progress_stops_after_patience_epochs_without_improvement():
+    run = Progress()
+    assert run.update(1, 0.70, patience=2, max_epochs=10)
+    assert run.update(2, 0.75, patience=2, max_epochs=10)
+    assert not run.update(3, 0.75, patience=2, max_epochs=10)  # equal is not better
+    assert not run.finished
+    assert not run.update(4, 0.60, patience=2, max_epochs=10)
+    assert run.finished and run.best_epoch == 2 and run.best_metric == 0.75
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 4-epoch run."""
+    folder = tmp_path_factory.mktemp("reference")
+    return run_tiny(folder), folder
+
+
+def test_training_learns_the_audible_tags(reference):
+    result, _ = reference
+    first, best = result.history[0], result.history[result.best_epoch - 1]
+    assert best["valid_roc_auc"] > 0.9 and best["valid_roc_auc"] > first["valid_roc_auc"] + 0.1
+    assert result.history[-1]["train_loss"] < first["train_loss"]
+    assert result.selection == "valid_roc_auc"
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+
+
+def test_resume_after_a_kill_between_epochs_ends_like_an_uninterrupted_run(reference, tmp_path):
+    def kill_after_two(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path, on_epoch_end=kill_after_two)
+    assert load_checkpoint(tmp_path / LAST)["epoch"] == 2
+    resumed = run_tiny(tmp_path, model=tiny_model(seed=99))  # other initial weights: all must come from last.pt
+    expected, _ = reference
+    assert resumed.epochs_run == 2
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert same_history(resumed.history, expected.history)
+    assert resumed.thresholds == expected.thresholds
+
+
+def test_resume_after_a_kill_in_the_middle_of_an_epoch_ends_like_an_uninterrupted_run(reference, tmp_path):
+    data = tiny_data()
+    data[0].fail_after = 48 * 2 + 16 * 2 + 16 + 20  # 2 epochs of patches and validation, the norm clips, then 20 more
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path, data=data)
+    assert load_checkpoint(tmp_path / LAST)["epoch"] == 2
+    resumed = run_tiny(tmp_path)
+    expected, _ = reference
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert same_history(resumed.history, expected.history)
+
+
+def test_a_finished_run_is_loaded_not_retrained(reference):
+    expected, folder = reference
+    again = run_tiny(folder)
+    assert again.epochs_run == 0
+    assert all(torch.equal(t, again.model.state_dict()[n]) for n, t in expected.model.state_dict().items())
+
+
+def test_another_configuration_refuses_the_checkpoint(reference):
+    _, folder = reference
+    with pytest.raises(ValueError, match="another configuration"):
+        run_tiny(folder, replace(TINY_TRAIN, learning_rate=0.5))
+
+
+def test_checkpoints_hold_the_contract_fields_input_stats_and_thresholds(reference):
+    result, folder = reference
+    best, last = load_checkpoint(folder / BEST), load_checkpoint(folder / LAST)
+    for key in ("config", "model_state", "epoch", "best_metric", "tags", "regression_tags", "thresholds", "history"):
+        assert key in best, key
+    for key in ("optimizer_state", "rng_state", "scaler_state", "progress"):
+        assert key in last, key
+    assert best["epoch"] == result.best_epoch and last["epoch"] == 4
+    assert best["regression_tags"] == ["brightness"]
+    assert set(best["thresholds"]) == set(TAGS) and best["thresholds"]["brightness"] is None
+    assert 0 < best["thresholds"]["loud"] < 1
+    assert float(best["model_state"]["input_std"]) != 1.0  # fit_input_stats ran and its buffers were saved
+
+
+def test_load_tagger_rebuilds_the_trained_model(tmp_path):
+    cfg = RunConfig(train=TINY_TRAIN)
+    result = run_tiny(tmp_path, replace(TINY_TRAIN, max_epochs=1), run_config=cfg.to_dict())
+    model, meta = load_tagger(tmp_path / BEST, "cpu", build=lambda model_cfg, n_tags, audio_cfg: TinyTagger(n_tags))
+    assert not model.training and meta["tags"] == TAGS
+    waveform = torch.randn(2, 400)
+    result.model.eval()
+    assert torch.equal(model(waveform), result.model(waveform))
+    assert "optimizer_state" not in meta
+
+
+def test_early_stopping_ends_a_run_whose_metric_stops_improving(tmp_path):
+    cfg = replace(TINY_TRAIN, learning_rate=0.0, max_epochs=20, patience=2)  # weights never change
+    result = run_tiny(tmp_path, cfg, model=tiny_model(batch_norm=False, dropout=0.0))
+    assert len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_different_seeds_give_different_runs(reference, tmp_path):
+    other = run_tiny(tmp_path, replace(TINY_TRAIN, seed=4, max_epochs=1))
+    assert not torch.equal(other.model.dense.weight, reference[0].model.dense.weight)
+
+
+def test_deterministic_mode_trains_and_repeats_exactly(tmp_path):
+    cfg = replace(TINY_TRAIN, deterministic=True, max_epochs=1)
+    try:
+        first = run_tiny(tmp_path / "first", cfg)
+        assert torch.are_deterministic_algorithms_enabled()
+        second = run_tiny(tmp_path / "second", cfg)
+    finally:
+        set_deterministic(False)
+    assert torch.equal(first.model.dense.weight, second.model.dense.weight)
+
+
+def test_device_choice_and_mixed_precision_decision():
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("gpu0")
+    assert amp_enabled(torch.device("cuda", 0), True) and not amp_enabled(torch.device("cuda", 0), False)
+    assert not amp_enabled(torch.device("cpu"), True)  # CPU trains in float32
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        assert setup_distributed("cpu") == DistInfo()  # one process: no process group
+    assert derived_seed(0, 1, 0) == derived_seed(0, 1, 0) != derived_seed(0, 2, 0)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+
+    def crash(state, stream):
+        stream.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_class_weighting_needs_training_labels(tmp_path):
+    cache, train_ids, train_labels, valid_ids, valid_labels = tiny_data()
+    valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=200, hop_samples=200)
+    patches = [(torch.zeros(200), torch.zeros(4))] * 8  # a plain list has no .labels
+    with pytest.raises(ValueError, match="train_labels"):
+        train(tiny_model(), patches, valid=valid, cfg=replace(TINY_TRAIN, class_weighting=True),
+              checkpoint_dir=tmp_path, tags=TAGS, is_regression=REGRESSION, progress=False)
+
+
+# ---- one experiment end to end -------------------------------------------------------------------
+class SyntheticLoader:
+    """A picklable Collection loader: the synthetic clip of the track's index."""
+
+    def __call__(self, track_id: str, row: pd.Series) -> np.ndarray:
+        return synthetic_clip(int(track_id[1:]))[0]
+
+
+def tiny_collection(config: DataConfig) -> Collection:
+    n = 60
+    ids = [f"t{i}" for i in range(n)]
+    splits = ["train"] * 36 + ["valid"] * 12 + ["test"] * 12
+    tracks = pd.DataFrame({"split": splits, "artist": ids, "path": ""}, index=pd.Index(ids, name="track_id"))
+    labels = np.stack([synthetic_clip(i)[1] for i in range(n)])
+    return Collection("tiny", tracks, list(TAGS), labels, SyntheticLoader(), frozenset({"brightness"}))
+
+
+def tiny_run_config(tmp_path: Path, **overrides) -> RunConfig:
+    cfg = RunConfig(name="tiny", audio=AudioConfig(sample_rate=16000), model=ModelConfig(model="spectrogram"),
+                    data=DataConfig(cache_dir=str(tmp_path / "cache")),
+                    train=replace(TINY_TRAIN, max_epochs=2, patch_seconds=PATCH_SAMPLES / 16000),
+                    eval=EvalConfig(eval_patch_seconds=PATCH_SAMPLES / 16000, eval_hop_seconds=PATCH_SAMPLES / 16000,
+                                    bootstrap_samples=50))
+    return cfg.with_overrides(**overrides)
+
+
+@pytest.fixture
+def tiny_study(monkeypatch):
+    import study.data
+    import study.data.cache
+    import study.models
+
+    monkeypatch.setattr(study.data, "load_collection", tiny_collection)
+    monkeypatch.setattr(study.models, "build_model", lambda model_cfg, n_tags, audio_cfg: TinyTagger(n_tags))
+    monkeypatch.setattr(study.data.cache, "default_workers", lambda: 1)
+
+
+def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_study, capsys):
+    from study.experiment import checkpoint_dir, evaluate_checkpoint, run_experiment
+    from study.results import is_complete, load_curves, load_runs, read_json
+
+    cfg = tiny_run_config(tmp_path)
+    run_dir = run_experiment(cfg, results_dir=tmp_path / "results")
+    assert is_complete(run_dir) and run_dir.name == cfg.run_id
+    out = capsys.readouterr().out
+    assert "parameters" in out and cfg.config_hash() in out and "device cpu" in out
+    runs = load_runs(tmp_path / "results")
+    assert len(runs) == 1 and runs.loc[0, "n_test"] == 12
+    assert runs.loc[0, "roc_auc_lo"] <= runs.loc[0, "roc_auc"] <= runs.loc[0, "roc_auc_hi"]
+    assert 0 < runs.loc[0, "rmse"] < 1
+    assert list(load_curves(tmp_path / "results")["epoch"]) == [1, 2]
+    protocol = read_json(run_dir, "protocol.json")
+    assert protocol["aggregation"] == "mean" and protocol["n_windows"]["min"] == CLIP_SAMPLES // PATCH_SAMPLES
+    assert (checkpoint_dir(cfg) / BEST).is_file()
+
+    assert run_experiment(cfg, results_dir=tmp_path / "results") == run_dir  # complete: skipped
+    assert "skipped" in capsys.readouterr().out
+
+    whole = evaluate_checkpoint(cfg.with_overrides(whole_clip=True), checkpoint=checkpoint_dir(cfg) / BEST,
+                                results_dir=tmp_path / "results")
+    assert whole != run_dir and read_json(whole, "protocol.json")["whole_clip"] is True
+    assert len(load_runs(tmp_path / "results")) == 2
+
+
+def test_the_train_command_takes_every_config_field(tmp_path):
+    import argparse
+
+    from study.experiment import config_from_args, register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--preset", "smoke", "--learning_rate", "0.01", "--whole-clip", "true",
+                              "--model", "waveform", "--train_size", "40"])
+    cfg = config_from_args(args)
+    assert cfg.train.learning_rate == 0.01 and cfg.eval.whole_clip is True
+    assert cfg.model.model == "waveform" and cfg.data.train_size == 40 and cfg.name == "smoke"
+    with pytest.raises(TypeError, match="train_size"):
+        config_from_args(parser.parse_args(["train", "--train_size", "many"]))
+    assert math.isclose(config_from_args(parser.parse_args(["evaluate"])).train.learning_rate, 1e-3)
