@@ -265,6 +265,12 @@ def _train_command(args: argparse.Namespace) -> int:
 def _evaluate_command(args: argparse.Namespace) -> int:
     """The checkpoint is --checkpoint, or the one `study train` wrote for the same preset and non-evaluation fields."""
     cfg = _checked_config(args)
+    if args.pretrained:  # issue 7: a released musicnn tagger instead of a checkpoint of ours
+        from study.pretrained import evaluate_pretrained
+
+        evaluate_pretrained(args.pretrained, cfg, device=resolve_device(cfg.train.device),
+                            results_dir=args.results_dir, force=args.force)
+        return 0
     given = [name for name in RunConfig.flat_fields() if getattr(args, name, None) is not None]
     training_fields = [name for name in given if name not in EVAL_FIELDS]
     checkpoint = args.checkpoint
@@ -293,4 +299,6 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                     "with the given evaluation fields, e.g. study evaluate --preset default --whole_clip true.")
     _add_config_arguments(evaluate_parser)
     evaluate_parser.add_argument("--checkpoint", default=None, help="a best.pt to score (default: the run's own)")
+    evaluate_parser.add_argument("--pretrained", metavar="NAME", default=None,
+                                 help="score a released musicnn tagger (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)")
     evaluate_parser.set_defaults(func=_evaluate_command)

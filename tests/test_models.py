@@ -35,7 +35,8 @@ def on_meta(model: str, n_tags: int = 50, **overrides) -> torch.nn.Module:
 
 # ---- registry -------------------------------------------------------------------------------------
 def test_registry_names_and_unknown_model() -> None:
-    assert set(MODELS) == {"waveform", "spectrogram", "samplecnn", "dieleman", "vgg", "timbre_cnn"}
+    assert set(MODELS) == {"waveform", "spectrogram", "samplecnn", "dieleman", "vgg", "timbre_cnn",
+                           "musicnn", "musicnn_vgg"}
     with pytest.raises(ValueError, match="unknown model 'cnn'.*waveform"):
         build_model(ModelConfig(model="cnn"), n_tags=3)
 

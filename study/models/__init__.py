@@ -16,6 +16,7 @@ import torch
 from study import paper
 from study.config import AudioConfig, ModelConfig
 from study.models.baselines import build_dieleman, build_samplecnn, build_timbre_cnn, build_vgg
+from study.models.musicnn import build_musicnn, build_musicnn_vgg
 from study.models.tagger import Tagger, build_spectrogram, build_waveform, count_params, describe, param_breakdown
 
 Builder = Callable[..., Tagger]  # (ModelConfig, *, n_tags, audio_cfg) -> Tagger
@@ -27,6 +28,8 @@ MODELS: dict[str, Builder] = {
     "dieleman": build_dieleman,  # Table 2 baseline (Dieleman & Schrauwen 2014, public log-mel version)
     "vgg": build_vgg,  # Table 3 baseline (Choi et al. 2016, the paper's 450k reproduction)
     "timbre_cnn": build_timbre_cnn,  # Table 3 baseline (Pons et al. 2017, public version)
+    "musicnn": build_musicnn,  # issue 7: musicnn (Pons & Serra 2019), runs the package's MTT/MSD weights
+    "musicnn_vgg": build_musicnn_vgg,  # issue 7: musicnn's VGG, 128 filters per layer
 }
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from study.audio import LogMel
 from study.config import AudioConfig, ModelConfig
 from study.models.baselines import FlattenBackend, Image, StackFrontend
-from study.models.blocks import ConvReluBN, DenseHead, ScalarBatchNorm, TimeOp, VerticalFilters, batch_norm, trace_time
+from study.models.blocks import ConvReluBN, DenseHead, TimeOp, VerticalFilters, batch_norm, trace_time
 from study.models.frontends import scaled_width
 from study.models.tagger import Tagger
 
@@ -53,7 +53,7 @@ class MusicnnInput(nn.Module):
         super().__init__()
         self.logmel = LogMel(audio_cfg)
         self.float16_mel = float16_mel
-        self.n_fft, self.hop_length = audio_cfg.n_fft, audio_cfg.hop_length
+        self.n_fft, self.hop_length, self.sample_rate = audio_cfg.n_fft, audio_cfg.hop_length, audio_cfg.sample_rate
 
     def mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """Mel power (batch, n_mels, frames) with LogMel's window and filterbank, in float32."""
@@ -174,7 +174,8 @@ class ChannelsLast(nn.Module):
 
 def build_musicnn(model_cfg: ModelConfig, *, n_tags: int, audio_cfg: AudioConfig = AudioConfig()) -> Tagger:
     """musicnn: ``frontend_multiplier`` scales the 204/51 front-end filters (1 = the package's
-    num_filt 1.6), ``backend_filters`` the mid-end (64 published), ``dense_units`` the back-end (200)."""
+    num_filt 1.6), ``backend_filters`` the mid-end, ``dense_units`` the back-end: 64/200 for the
+    published MTT/MSD models (787,159 parameters), 512/500 (ModelConfig's defaults) for 'MSD_musicnn_big'."""
     frontend = MusicnnFrontend(n_mels=audio_cfg.n_mels, multiplier=model_cfg.frontend_multiplier)
     backend = MusicnnBackend(in_features=frontend.out_features, n_tags=n_tags, filters=model_cfg.backend_filters,
                              dense_units=model_cfg.dense_units, dropout=model_cfg.dropout)
@@ -276,7 +277,7 @@ def load_tf_variables(model: Tagger, variables: dict[str, np.ndarray], *, source
 
 def trainable_names(variables: Iterable[str]) -> list[str]:
     """The checkpoint's trainable variables: kernels, biases, BN gamma/beta (not moving statistics or Adam's slots)."""
-    return [k for k in variables if k.rsplit("/", 1)[-1] in ("kernel", "bias", "gamma", "beta") and "/Adam" not in k]
+    return [k for k in variables if k.rsplit("/", 1)[-1] in ("kernel", "bias", "gamma", "beta")]  # slots end in Adam, Adam_1
 
 
 __all__ = ["build_musicnn", "build_musicnn_vgg", "load_tf_variables", "trainable_names", "MusicnnInput", "PATCH_FRAMES"]
