@@ -238,3 +238,28 @@ def preset_config(preset: str) -> RunConfig:
             eval=EvalConfig(eval_patch_seconds=15.0, eval_hop_seconds=15.0),
         )
     raise ValueError(f"unknown preset {preset!r}; expected smoke, default or paper")
+
+
+# ---- command line ----------------------------------------------------------------------------
+def add_config_arguments(parser, sections: tuple[str, ...] | None = None) -> None:
+    """``--preset`` and one ``--<field>`` per RunConfig field (of ``sections``, default all), by exact name."""
+    parser.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    group = parser.add_argument_group("configuration fields (see study/config.py)")
+    for name, (section, fld) in RunConfig.flat_fields().items():
+        if sections is not None and section not in sections:
+            continue
+        kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", "value")
+        if kind not in ("str", "int", "float", "bool"):
+            continue
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        group.add_argument(*flags, dest=name, metavar=kind.upper(), default=None,
+                           help=f"{section or 'run'}.{name} ({kind}; the preset's value if omitted)")
+
+
+def config_from_args(args) -> RunConfig:
+    """The preset with every ``--<field>`` the user gave; a bad value exits with a one-line message."""
+    given = {name: getattr(args, name) for name in RunConfig.flat_fields() if getattr(args, name, None) is not None}
+    try:
+        return RunConfig.from_flat(args.preset, **given)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"study {getattr(args, 'command', '')}: {error}") from None

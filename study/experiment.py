@@ -21,7 +21,7 @@ import pandas as pd
 from torch import nn
 
 from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger
-from study.config import EvalConfig, RunConfig
+from study.config import EvalConfig, RunConfig, add_config_arguments, config_from_args
 from study.device import (DistInfo, amp_enabled, barrier, resolve_device, seed_everything, setup_distributed,
                           teardown_distributed)
 from study.evaluate import SongSet, predict_clips, protocol
@@ -230,41 +230,20 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
 
 
 # ---- command line ---------------------------------------------------------------------------------
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--preset and one --<field> per RunConfig field (values are checked by RunConfig.with_overrides)."""
-    parser.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
-    group = parser.add_argument_group("configuration fields (see study/config.py)")
-    for name, (section, fld) in RunConfig.flat_fields().items():
-        kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", "value")
-        if kind not in ("str", "int", "float", "bool"):
-            continue
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        group.add_argument(*flags, dest=name, metavar=kind.upper(), default=None,
-                           help=f"{section or 'run'}.{name} ({kind}; the preset's value if omitted)")
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
     parser.add_argument("--results-dir", default="results", help="results folder (runs go to <it>/runs)")
     parser.add_argument("--force", action="store_true", help="redo a run whose results are already complete")
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {name: getattr(args, name) for name in RunConfig.flat_fields() if getattr(args, name, None) is not None}
-    return RunConfig.from_flat(args.preset, **overrides)
-
-
-def _checked_config(args: argparse.Namespace) -> RunConfig:
-    try:
-        return config_from_args(args)
-    except (TypeError, ValueError) as error:
-        raise SystemExit(f"study {args.command}: {error}") from None
-
-
 def _train_command(args: argparse.Namespace) -> int:
-    run_experiment(_checked_config(args), results_dir=args.results_dir, force=args.force)
+    run_experiment(config_from_args(args), results_dir=args.results_dir, force=args.force)
     return 0
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     """The checkpoint is --checkpoint, or the one `study train` wrote for the same preset and non-evaluation fields."""
-    cfg = _checked_config(args)
+    cfg = config_from_args(args)
     if args.pretrained:  # issue 7: a released musicnn tagger instead of a checkpoint of ours
         from study.pretrained import evaluate_pretrained
 
@@ -290,14 +269,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         description="Train one configuration and write results/runs/<run_id>. Every config field is an option, "
                     "e.g. study train --preset smoke --model waveform --train_size 100. Several GPUs or nodes: "
                     "torchrun --nproc_per_node N -m study train ...")
-    _add_config_arguments(train_parser)
+    _add_run_arguments(train_parser)
     train_parser.set_defaults(func=_train_command)
 
     evaluate_parser = subparsers.add_parser(
         "evaluate", help="re-score a trained run on the test split under another evaluation protocol",
         description="Score the checkpoint that `study train` wrote for the same settings (or --checkpoint) "
                     "with the given evaluation fields, e.g. study evaluate --preset default --whole_clip true.")
-    _add_config_arguments(evaluate_parser)
+    _add_run_arguments(evaluate_parser)
     evaluate_parser.add_argument("--checkpoint", default=None, help="a best.pt to score (default: the run's own)")
     evaluate_parser.add_argument("--pretrained", metavar="NAME", default=None,
                                  help="score a released musicnn tagger (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)")

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 
-from study.config import AudioConfig, DataConfig, RunConfig
+from study.config import add_config_arguments, config_from_args
 from study.data import load_collection
 from study.data.cache import DTYPES, ensure_cache
 from study.data.collection import SPLITS, Collection
@@ -31,23 +30,8 @@ def tag_table(collection: Collection) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[type, ...]) -> None:
-    """``--preset`` plus one ``--<field>`` per config field, by its exact name."""
-    parser.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
-    for section in sections:
-        for fld in fields(section):
-            parser.add_argument(f"--{fld.name}", default=None, metavar=str(fld.type).upper(),
-                                help=f"{section.__name__}.{fld.name} (preset value if not given)")
-
-
-def _config(args: argparse.Namespace, sections: tuple[type, ...]) -> RunConfig:
-    names = [fld.name for section in sections for fld in fields(section)]
-    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    return RunConfig.from_flat(args.preset, **overrides)
-
-
 def _corpus_command(args: argparse.Namespace) -> int:
-    collection = load_collection(_config(args, (DataConfig,)).data)  # prints the summary
+    collection = load_collection(config_from_args(args).data)  # prints the summary
     table = tag_table(collection)
     if args.csv:
         print(table.to_csv(index=False, float_format="%.4f"), end="")
@@ -57,7 +41,7 @@ def _corpus_command(args: argparse.Namespace) -> int:
 
 
 def _cache_command(args: argparse.Namespace) -> int:
-    cfg = _config(args, (DataConfig, AudioConfig))
+    cfg = config_from_args(args)
     collection = load_collection(cfg.data)
     cache, _ = ensure_cache(collection, cfg, workers=args.workers, dtype=args.dtype)
     print(cache.summary())
@@ -66,12 +50,12 @@ def _cache_command(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     corpus = subparsers.add_parser("corpus", help="print a collection's split counts and tag table")
-    _add_config_arguments(corpus, (DataConfig,))
+    add_config_arguments(corpus, ("data",))
     corpus.add_argument("--csv", action="store_true", help="print the tag table as CSV")
     corpus.set_defaults(func=_corpus_command)
 
     cache = subparsers.add_parser("cache", help="decode a collection's audio once into cache_dir (resumable)")
-    _add_config_arguments(cache, (DataConfig, AudioConfig))
+    add_config_arguments(cache, ("data", "audio"))
     cache.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count, at most 8)")
     cache.add_argument("--dtype", choices=DTYPES, default=None, help="stored sample type; float16 halves the disk")
     cache.set_defaults(func=_cache_command)

@@ -1,0 +1,216 @@
+"""The paper's baseline (§5.1, Table 1): handcrafted descriptors + one gradient-boosted tree model per tag.
+
+"By predicting each tag individually, one aims to turn a hard problem into multiple (hopefully
+simpler) problems."  Classification tags get a binary classifier, regression tags (the 1.2M set's
+pseudo-uniform ones) a regressor on [0, 1].  The baseline is trained on the same nested training
+subsets and scored with the same metrics on the same test split as the networks, and written to
+the results store with model name 'gbt' so that tables treat it like any run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
+
+from study import features, results
+from study.config import RunConfig
+from study.data.collection import SPLITS
+
+
+@dataclass(frozen=True)
+class GBTConfig:
+    """Tree-ensemble settings (the paper does not give [22]'s; these are scikit-learn's usual ones)."""
+
+    max_iter: int = 300  # boosting rounds, cut short by early stopping on the validation split
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 20
+    l2_regularization: float = 0.0
+    n_iter_no_change: int = 10
+
+
+class ConstantModel:
+    """Stands in for a tag whose training labels are all equal: predicts that value."""
+
+    def __init__(self, value: float) -> None:
+        self.value = float(value)
+        self.n_iter_ = 0
+
+    def predict_scores(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.value, dtype=np.float32)
+
+
+def _score(model, x: np.ndarray) -> np.ndarray:
+    """Probability of the tag (classifier) or its value clipped to [0, 1] (regressor)."""
+    if isinstance(model, ConstantModel):
+        return model.predict_scores(x)
+    if isinstance(model, HistGradientBoostingClassifier):
+        return model.predict_proba(x)[:, list(model.classes_).index(1)].astype(np.float32)
+    return np.clip(model.predict(x), 0.0, 1.0).astype(np.float32)
+
+
+def _fit_one(train_x: np.ndarray, target: np.ndarray, regression: bool, settings: dict,
+             valid_x: np.ndarray | None, valid_target: np.ndarray | None):
+    """One tag's model, fitted on one thread: tags run in parallel instead (tree threads spin on small data)."""
+    if not regression and target.min() == target.max():  # nothing to learn: always this class
+        return ConstantModel(target[0])
+    model = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(**settings)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if valid_x is not None:
+            model.fit(train_x, target, X_val=valid_x, y_val=valid_target)
+        else:
+            model.fit(train_x, target)
+    return model
+
+
+def fit_tag_models(train_x: np.ndarray, train_y: np.ndarray, is_regression: np.ndarray, *, params: GBTConfig,
+                   seed: int, valid_x: np.ndarray | None = None, valid_y: np.ndarray | None = None,
+                   workers: int = 1) -> list:
+    """One model per tag column of ``train_y`` (n_train, n_tags), ``workers`` tags at a time.
+
+    Classification labels are thresholded at 0.5, regression targets clipped to [0, 1]; early
+    stopping watches the validation split, as the networks' early stopping does (none without one).
+    """
+    # a leaf holds at most a tenth of the training clips, so that small nested subsets can still split
+    min_leaf = max(1, min(params.min_samples_leaf, len(train_x) // 10))
+    use_valid = valid_x is not None and len(valid_x) > 0
+    settings = dict(learning_rate=params.learning_rate, max_iter=params.max_iter, max_leaf_nodes=params.max_leaf_nodes,
+                    min_samples_leaf=min_leaf, l2_regularization=params.l2_regularization,
+                    n_iter_no_change=params.n_iter_no_change, random_state=seed, early_stopping=use_valid,
+                    validation_fraction=None)
+
+    def targets(y: np.ndarray, column: int) -> np.ndarray:
+        values = y[:, column]
+        return np.clip(values, 0.0, 1.0) if is_regression[column] else (values >= 0.5).astype(int)
+
+    jobs = [delayed(_fit_one)(train_x, targets(train_y, j), bool(is_regression[j]), settings,
+                              valid_x if use_valid else None, targets(valid_y, j) if use_valid else None)
+            for j in range(len(is_regression))]
+    if workers > 1 and len(jobs) > 1:
+        return Parallel(n_jobs=workers)(jobs)
+    return [function(*args, **kwargs) for function, args, kwargs in jobs]
+
+
+def predict_tag_models(models: list, x: np.ndarray) -> np.ndarray:
+    """(n_clips, n_tags) scores in [0, 1]."""
+    return np.stack([_score(model, x) for model in models], axis=1)
+
+
+def gbt_run_id(cfg: RunConfig, params: GBTConfig = GBTConfig()) -> str:
+    """The run id of the baseline: the config's own with model 'gbt'; non-default tree settings add a hash."""
+    run_id = cfg.with_overrides(model="gbt").run_id
+    if params != GBTConfig():
+        run_id += "-" + hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:6]
+    return run_id
+
+
+def descriptor_cache_path(cache) -> Path:
+    """``<audio cache folder>-descriptors-v<N>.npz``: beside the decoded audio it was computed from."""
+    folder = Path(cache.directory)
+    return folder.parent / f"{folder.name}-descriptors-v{features.FEATURE_VERSION}.npz"
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
+
+
+def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool = False,
+            params: GBTConfig = GBTConfig(), workers: int | None = None) -> Path:
+    """Fit and score the baseline at ``cfg.data.train_size`` and write the run; skips a complete run.
+
+    ``workers`` processes (default: one per core, at most 8) extract the descriptors (cached beside
+    the audio cache and reused by every training size) and then fit the tags' models.
+    """
+    from study.data import load_collection
+    from study.data.cache import default_workers, ensure_cache
+    from study.metrics import bootstrap_ci, bootstrap_per_tag, evaluate_predictions
+
+    cfg = cfg.with_overrides(model="gbt")
+    run_id = gbt_run_id(cfg, params)
+    run_dir = results.run_path(results_dir, run_id)
+    if results.is_complete(run_dir) and not force:
+        print(f"{run_id}: complete run exists, skipping ({run_dir})")
+        return run_dir
+    print(f"{cfg}\ngbt: {params}")
+    workers = default_workers() if workers is None else workers
+
+    timings: dict[str, float] = {}
+    with _timed(timings, "data"):
+        cache, collection = ensure_cache(load_collection(cfg.data), cfg, cfg.audio)
+    ids = {split: collection.ids(split, cfg.data.train_size if split == "train" else 0) for split in SPLITS}
+    with _timed(timings, "features"):
+        matrix = features.extract_features(cache, [t for split in SPLITS for t in ids[split]], workers=workers,
+                                           cache_path=descriptor_cache_path(cache), sample_rate=cfg.audio.sample_rate)
+    bounds = np.cumsum([0] + [len(ids[split]) for split in SPLITS])
+    x = {split: matrix[bounds[i]:bounds[i + 1]] for i, split in enumerate(SPLITS)}  # (clips, descriptors) per split
+    y = {split: collection.label_rows(ids[split]) for split in SPLITS}  # (clips, tags) per split
+    is_regression = collection.is_regression
+    with _timed(timings, "train"):
+        models = fit_tag_models(x["train"], y["train"], is_regression, params=params, seed=cfg.train.seed,
+                                valid_x=x["valid"], valid_y=y["valid"], workers=workers)
+    with _timed(timings, "test"):
+        y_score = predict_tag_models(models, x["test"])  # (test clips, tags)
+        scored = evaluate_predictions(y["test"], y_score, collection.tags, is_regression)
+        boot = {"samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence, "seed": cfg.train.seed}
+        ci = bootstrap_ci(y["test"], y_score, is_regression, **boot)
+        per_tag = pd.concat([scored["per_tag"], bootstrap_per_tag(y["test"], y_score, is_regression, **boot)], axis=1)
+    per_tag["gbt_iterations"] = [model.n_iter_ for model in models]
+    overall = {name: scored["overall"][name] for name in results.METRICS}
+    protocol = {
+        "predictor": "gbt: one gradient-boosted tree model per tag (§5.1)",
+        "aggregation": "none: one descriptor vector per whole clip",
+        "descriptors": {"version": features.FEATURE_VERSION, "count": matrix.shape[1], "n_fft": features.N_FFT,
+                        "hop": features.HOP, "families": ["timbre", "rhythm", "harmony"]},
+        "early_stopping": "validation split" if len(ids["valid"]) else "none (no validation split)",
+        "train_size": len(ids["train"]), "sample_rate": cfg.audio.sample_rate,
+        "bootstrap": {**boot, "method": "percentile, clips resampled with replacement"},
+    }
+    run_dir = results.write_run(
+        results_dir, run_id, config={**cfg.to_dict(), "gbt": asdict(params)},
+        metrics={"overall": overall, "ci": ci, "excluded": scored["excluded"], "n_test": len(ids["test"])},
+        per_tag=per_tag, curve=None, protocol=protocol, provenance=results.provenance(collection, timings),
+        predictions={"track_ids": ids["test"], "y_true": y["test"], "y_score": y_score, "tags": collection.tags,
+                     "is_regression": is_regression},
+        overwrite=True)
+    print(f"{run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if not np.isnan(v)) + f" -> {run_dir}")
+    return run_dir
+
+
+# ---- command line ----------------------------------------------------------------------------
+def register_cli(subparsers) -> None:
+    from study.experiment import _add_run_arguments  # the same --preset / --<field> options as `study train`
+
+    parser = subparsers.add_parser(
+        "gbt", help="fit and score the GBT + descriptors baseline (Table 1)",
+        description="Fit one gradient-boosted tree model per tag on handcrafted descriptors and write "
+                    "results/runs/<run_id> (model 'gbt'), e.g. study gbt --preset default --train_size 500.")
+    _add_run_arguments(parser)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for descriptors and tree fitting (default: one per core, at most 8)")
+    trees = parser.add_argument_group("tree settings (GBTConfig)")
+    for field in fields(GBTConfig):
+        trees.add_argument(f"--gbt-{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                           dest=f"gbt_{field.name}", help=f"default {field.default}")
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from study.config import config_from_args
+
+    params = GBTConfig(**{f.name: getattr(args, f"gbt_{f.name}") for f in fields(GBTConfig)})
+    run_gbt(config_from_args(args), results_dir=args.results_dir, force=args.force, params=params,
+            workers=args.workers)
+    return 0
