@@ -85,9 +85,14 @@ class Collection:
         return {s: int((self.tracks["split"] == s).sum()) for s in SPLITS}
 
     def manifest_hash(self) -> str:
-        """Hash of ids, splits, tags and labels: two runs on equal data share it."""
+        """Hash of ids, splits, tags, labels and the description (generator version, clip length, roots).
+
+        Two runs on equal data share it, and the audio cache is keyed by it, so audio made by another
+        generator version or clip length never comes back from a stale cache.
+        """
         h = hashlib.sha1()
         h.update(json.dumps([self.name, self.tags, sorted(self.regression_tags)]).encode())
+        h.update(json.dumps(self.description, sort_keys=True, default=str).encode())
         h.update("\n".join(f"{i}\t{s}" for i, s in zip(self.tracks.index, self.tracks["split"])).encode())
         h.update(np.ascontiguousarray(self.labels).tobytes())
         return h.hexdigest()[:16]

@@ -103,4 +103,4 @@ def windows(audio: np.ndarray | torch.Tensor, patch_samples: int, hop_samples: i
         padded[0, :len(audio)] = audio
         return padded
     strided = np.lib.stride_tricks.sliding_window_view(audio, patch_samples)[::hop_samples]
-    return np.ascontiguousarray(strided[:n_windows])  # (n_windows, patch)
+    return strided[:n_windows].copy()  # (n_windows, patch), writable even when hop == patch
