@@ -5,10 +5,13 @@ outputs for the 1.2M set (§4, §5.1 footnote 7: "all output nodes are sigmoidal
 one random patch of every training song; the song-level validation metric, computed after
 every epoch exactly as the test is (mean of moving-window predictions), drives early stopping.
 
-Early stopping watches, in order of preference: the validation macro ROC-AUC when any
-classification tag has positives and negatives in the validation set; otherwise -√MSE over the
-regression tags; otherwise -(validation loss).  Higher is better for the selected value; an
-epoch that does not beat the best counts towards ``patience``.
+Early stopping watches ``TrainConfig.early_stopping``: by default the validation loss, as the
+authors' training code kept the checkpoint of lowest validation loss (on a small validation set
+the AUCs jump from epoch to epoch while the loss still falls steadily).  ``auto`` watches the
+validation macro ROC-AUC when any classification tag has positives and negatives in the
+validation set, otherwise -√MSE over the regression tags, otherwise -(validation loss); ``roc_auc``,
+``pr_auc`` and ``rmse`` name one.  Higher is better for the selected value; an epoch that does not
+beat the best counts towards ``patience``.
 
 Resuming gives the same result as not stopping: every epoch starts by reseeding every generator
 from (seed, epoch, rank), the patch sampler and the shuffling are functions of (seed, epoch),
@@ -120,8 +123,13 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 # ---- early stopping -----------------------------------------------------------------------------
-def selection_metric(valid_labels: np.ndarray, is_regression: np.ndarray) -> str:
+def selection_metric(valid_labels: np.ndarray, is_regression: np.ndarray, choice: str = "auto") -> str:
     """Which validation value early stopping maximises (see the module docstring)."""
+    named = {"loss": "-valid_loss", "roc_auc": "valid_roc_auc", "pr_auc": "valid_pr_auc", "rmse": "-valid_rmse"}
+    if choice in named:
+        return named[choice]
+    if choice != "auto":
+        raise ValueError(f"early_stopping {choice!r}: expected auto, {', '.join(named)}")
     if evaluable(valid_labels, is_regression).any():
         return "valid_roc_auc"
     if np.asarray(is_regression, bool).any():
@@ -192,7 +200,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     amp = amp_enabled(device, cfg.mixed_precision)
     set_deterministic(cfg.deterministic)
     loss_fn = build_loss(cfg, is_regression, train_labels).to(device)
-    selection = selection_metric(valid.labels, is_regression)
+    selection = selection_metric(valid.labels, is_regression, cfg.early_stopping)
 
     state = load_checkpoint(checkpoint_dir / LAST) if (checkpoint_dir / LAST).is_file() else None
     if state is not None:

@@ -118,7 +118,7 @@ def tiny_data(n_train: int = 48, n_valid: int = 16, seed: int = 0):
 
 
 TINY_TRAIN = TrainConfig(seed=3, batch_size=8, learning_rate=0.03, max_epochs=4, patience=10, patch_seconds=1.0,
-                         device="cpu", norm_clips=16)
+                         device="cpu", norm_clips=16, early_stopping="auto")
 
 
 def run_tiny(checkpoint_dir: Path, cfg: TrainConfig = TINY_TRAIN, *, model: nn.Module | None = None, data=None,
@@ -170,6 +170,16 @@ def test_selection_metric_prefers_roc_auc_then_rmse_then_loss():
     assert selection_metric(np.array([[1, 0.3], [0, 0.6]]), np.array([False, True])) == "valid_roc_auc"
     assert selection_metric(np.array([[1, 0.3], [1, 0.6]]), np.array([False, True])) == "-valid_rmse"
     assert selection_metric(np.array([[1], [1]]), np.array([False])) == "-valid_loss"
+
+
+def test_selection_metric_by_name_defaults_to_validation_loss():
+    labels, is_regression = np.array([[1, 0.3], [0, 0.6]]), np.array([False, True])
+    assert TrainConfig().early_stopping == "loss"
+    assert selection_metric(labels, is_regression, "loss") == "-valid_loss"
+    assert selection_metric(labels, is_regression, "pr_auc") == "valid_pr_auc"
+    assert selection_metric(labels, is_regression, "rmse") == "-valid_rmse"
+    with pytest.raises(ValueError, match="early_stopping 'f1'"):
+        selection_metric(labels, is_regression, "f1")
 
 
 def test_progress_stops_after_patience_epochs_without_improvement():

@@ -1,0 +1,406 @@
+"""Batch reruns: a YAML grid of configurations, each run through the experiment notebook (issue 5).
+
+A grid file names the notebook that runs one configuration, the preset it starts from, the
+parameter grids (each entry a cartesian product of value lists), optional ``overrides`` applied
+to every point, and the report notebooks that turn the finished runs into tables and figures::
+
+    notebook: notebooks/01_experiment.ipynb
+    preset: default
+    jobs: 2                      # optional: runs in parallel unless --jobs says otherwise
+    outputs: smoke               # optional: reports write to figures/smoke/ and results/tables/smoke/
+    overrides: {dataset: corpus} # optional: added to every point
+    grid:
+      - {model: [spectrogram, waveform], train_size: [100, 1000], seed: [0, 1, 2]}
+      - {model: [gbt], train_size: [1000], seed: [0]}
+    reports:
+      - notebooks/02_data_scale.ipynb
+      - {notebook: notebooks/03_mtt_capacity.ipynb, parameters: {grid: grids/mtt.yaml}}
+
+Each point becomes ``RunConfig.from_flat(preset, **point)``; a point whose run folder is already
+complete is skipped, the others are executed by papermill (the executed copy is kept as
+``<results_dir>/notebooks/<run_id>.ipynb``) and retried when they fail.  String values may name
+environment variables (``data_root: $MTT_ROOT``) so machine paths stay out of the grid files.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from study.config import RunConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GRIDS_DIR = REPO_ROOT / "grids"
+KERNEL = "python3"  # the kernelspec papermill starts; jupyter maps 'python' in it to this interpreter
+GBT_MODEL = "gbt"  # model name of the Table 1 baseline (study.gbt)
+
+# Notebook parameters that are not RunConfig fields (test_notebooks accepts exactly these).
+EXTRA_PARAMETERS = {
+    "preset": "name of the base configuration: smoke | default | paper",
+    "results_dir": "folder of the results store (runs/, tables/, notebooks/)",
+    "figures_dir": "folder the report notebooks write figures to",
+    "tables_dir": "folder the report notebooks write tables to (CSV and markdown)",
+    "grid": "grid YAML whose runs a report notebook summarises",
+    "n_examples": "how many test clips the qualitative notebook lists",
+    "top_k": "how many top-scored tags are listed per clip",
+}
+
+_UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+# ---- grid files ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Report:
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file: where each point runs, from which preset, and the reports to draw."""
+
+    path: Path
+    notebook: Path
+    preset: str
+    overrides: dict[str, Any]
+    points: tuple[dict[str, Any], ...]  # notebook parameters of each run, unique by run id
+    reports: tuple[Report, ...]
+    jobs: int = 1
+    outputs: str = ""  # sub-folder of figures/ and results/tables/ for this grid's reports ('' = top level)
+
+    def base_config(self) -> RunConfig:
+        """The preset with the grid's overrides: what every point shares."""
+        return RunConfig.from_flat(self.preset, **self.overrides)
+
+    def configs(self) -> list[RunConfig]:
+        return [point_config(self.preset, point) for point in self.points]
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path as given, else relative to the repository root (grid files name repo paths)."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return REPO_ROOT / path
+
+
+def grid_for_preset(preset: str) -> Path:
+    path = GRIDS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no grid file {path} for preset {preset!r}; grids: {', '.join(known)}")
+    return path
+
+
+def expand(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cartesian product of one grid entry (a scalar counts as a one-value list)."""
+    names = list(entry)
+    values = [v if isinstance(v, list) else [v] for v in entry.values()]
+    return [dict(zip(names, combination)) for combination in itertools.product(*values)]
+
+
+def point_config(preset: str, point: dict[str, Any]) -> RunConfig:
+    return RunConfig.from_flat(preset, **point)
+
+
+def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
+    """Parse and check a grid file: every name must be a config field the notebook accepts.
+
+    ``require_env=False`` (report notebooks) replaces unset ``$VARIABLES`` with '' instead of
+    failing, since the machine-specific fields they fill never decide which runs are reported.
+    """
+    path = resolve_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} does not exist")
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = set(spec) - {"notebook", "preset", "jobs", "overrides", "grid", "reports", "outputs"}
+    if unknown or "grid" not in spec or "notebook" not in spec:
+        raise ValueError(f"{path}: expected keys notebook, preset, grid (and optional jobs, overrides, reports, "
+                         f"outputs); got {sorted(spec)}")
+    preset = str(spec.get("preset", "default"))
+    overrides = _expand_env(dict(spec.get("overrides") or {}), path, require_env)
+    notebook = resolve_path(spec["notebook"])
+    accepted = set(notebook_parameters(notebook))
+    points: dict[str, dict[str, Any]] = {}
+    for number, entry in enumerate(spec["grid"]):
+        if not isinstance(entry, dict) or not entry:
+            raise ValueError(f"{path}: grid entry {number} must be a mapping of name -> list of values, got {entry!r}")
+        for point in expand(_expand_env(entry, path, require_env)):
+            point = {**overrides, **point}
+            refused = sorted(set(point) - accepted)
+            if refused:
+                raise ValueError(f"{path}: grid entry {number} sets {refused}, which {notebook} does not take as "
+                                 f"parameters; it takes {sorted(accepted)}")
+            try:
+                run_id = point_config(preset, point).run_id
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{path}: grid entry {number}, point {point}: {error}") from None
+            points.setdefault(run_id, point)
+    reports = tuple(_report(item, path) for item in spec.get("reports") or [])
+    return Grid(path=path, notebook=notebook, preset=preset, overrides=overrides, points=tuple(points.values()),
+                reports=reports, jobs=int(spec.get("jobs", 1)), outputs=str(spec.get("outputs") or ""))
+
+
+def _report(item: Any, grid_path: Path) -> Report:
+    if isinstance(item, str):
+        return Report(resolve_path(item))
+    if isinstance(item, dict) and "notebook" in item and set(item) <= {"notebook", "parameters"}:
+        return Report(resolve_path(item["notebook"]), dict(item.get("parameters") or {}))
+    raise ValueError(f"{grid_path}: a report is a notebook path or {{notebook, parameters}}, got {item!r}")
+
+
+def _expand_env(values: dict[str, Any], path: Path, require_env: bool) -> dict[str, Any]:
+    def one(name: str, value: Any) -> Any:
+        if isinstance(value, list):
+            return [one(name, v) for v in value]
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        expanded = os.path.expandvars(value)
+        missing = _UNSET_VARIABLE.findall(expanded)
+        if missing and require_env:
+            raise ValueError(f"{path}: {name} = {value!r} needs the environment variable(s) {missing}; "
+                             f"export them (e.g. {missing[0]}=/path/to/data) and run again")
+        return _UNSET_VARIABLE.sub("", expanded)
+
+    return {name: one(name, value) for name, value in values.items()}
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """Names (and defaults) of a notebook's ``parameters`` cell, as papermill reads them."""
+    import papermill
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook {notebook} does not exist")
+    return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+
+
+# ---- one configuration -----------------------------------------------------------------------
+def config_from_parameters(preset: str, **parameters: Any) -> RunConfig:
+    """The run a notebook's parameters describe: the preset, with every parameter not None replacing
+    the field of the same name (None means 'the preset's value')."""
+    return RunConfig.from_flat(preset, **{name: value for name, value in parameters.items() if value is not None})
+
+
+def run_configuration(cfg: RunConfig, *, results_dir: str | Path = "results") -> Path:
+    """Train and evaluate one configuration, or fit the GBT baseline of Table 1 when model == 'gbt'."""
+    if cfg.model.model == GBT_MODEL:
+        from study.gbt import run_gbt
+
+        return Path(run_gbt(cfg, results_dir=results_dir))
+    from study.experiment import run_experiment
+
+    return Path(run_experiment(cfg, results_dir=results_dir))
+
+
+def prepare_data(configs: list[RunConfig]) -> None:
+    """Decode each distinct collection once before the runs start, so parallel runs share a cache
+    instead of waiting on each other's build (and its progress bar shows here, not in a notebook)."""
+    from study.data import load_collection
+    from study.data.cache import ensure_cache
+
+    seen: set[tuple] = set()
+    for cfg in configs:
+        data = dataclasses.replace(cfg.data, train_size=0)  # every train size shares one collection
+        if (data, cfg.audio.sample_rate) in seen:
+            continue
+        seen.add((data, cfg.audio.sample_rate))
+        ensure_cache(load_collection(data), data, cfg.audio)
+
+
+# ---- executing notebooks ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class NotebookRun:
+    output: Path
+    attempts: int
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], *,
+                     retries: int = 0, cwd: str | Path | None = None) -> NotebookRun:
+    """Run one notebook with papermill, up to ``1 + retries`` times; the last error is returned, not raised."""
+    import papermill
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    error = None
+    for attempt in range(1, retries + 2):
+        try:
+            papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+                                       cwd=str(cwd or Path.cwd()), progress_bar=False)
+            return NotebookRun(output, attempt, None, time.monotonic() - start)
+        except Exception as exc:  # a failed cell, a dead kernel: report it and retry
+            error = _short_error(exc)
+    return NotebookRun(output, retries + 1, error, time.monotonic() - start)
+
+
+def _short_error(exc: Exception) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def _limit_threads(threads: int) -> None:
+    """Pool initializer: each parallel kernel gets its share of the cores (inherited by the kernel)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+
+
+def _run_point(task: tuple[str, str, dict[str, Any], int, str]) -> NotebookRun:
+    notebook, output, parameters, retries, cwd = task
+    return execute_notebook(notebook, output, parameters, retries=retries, cwd=cwd)
+
+
+@dataclass
+class BatchSummary:
+    grid: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # run id or report -> error
+    reports: list[Path] = field(default_factory=list)  # executed report notebooks
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"{self.grid}: done {len(self.done)}, skipped {len(self.skipped)} (already complete), "
+                 f"failed {len(self.failed)}"]
+        lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
+        lines += [f"  report {path}" for path in self.reports]
+        return "\n".join(lines)
+
+
+def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
+              jobs: int | None = None, retries: int = 1, report: bool = True) -> BatchSummary:
+    """Run every point of a grid that is not complete yet, then its report notebooks."""
+    from study.results import is_complete, run_path
+
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    jobs = max(1, jobs or grid.jobs)
+    summary = BatchSummary(grid.path)
+    notebooks_dir = Path(results_dir) / "notebooks"
+    todo = []
+    for point, cfg in zip(grid.points, grid.configs()):
+        if is_complete(run_path(results_dir, cfg.run_id)):
+            summary.skipped.append(cfg.run_id)
+            continue
+        parameters = {**point, "preset": grid.preset, "results_dir": str(results_dir)}
+        todo.append((cfg, (str(grid.notebook), str(notebooks_dir / f"{cfg.run_id}.ipynb"), parameters, retries,
+                           str(Path.cwd()))))
+    print(f"{grid.path}: {len(grid.points)} points, {len(summary.skipped)} already complete, "
+          f"{len(todo)} to run ({jobs} at a time)", flush=True)
+    if todo:
+        prepare_data([cfg for cfg, _ in todo])
+    for count, (run_id, result) in enumerate(_execute_all(todo, jobs), start=1):
+        status = "done" if result.error is None else "FAILED"
+        print(f"[{count}/{len(todo)}] {status} {run_id} ({result.attempts} attempt(s), {result.seconds:.0f} s)"
+              + (f": {result.error}" if result.error else ""), flush=True)
+        if result.error is None:
+            summary.done.append(run_id)
+        else:
+            summary.failed[run_id] = f"{result.error} (see {result.output})"
+    if report:
+        run_reports(grid, results_dir=results_dir, figures_dir=figures_dir, summary=summary)
+    print(summary, flush=True)
+    return summary
+
+
+def _execute_all(todo: list[tuple[RunConfig, tuple]], jobs: int):
+    """Yield (run id, NotebookRun) as the runs finish; in-process when jobs == 1."""
+    if jobs == 1:
+        for cfg, task in todo:
+            yield cfg.run_id, _run_point(task)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_limit_threads,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_point, task): cfg.run_id for cfg, task in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def run_reports(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
+                summary: BatchSummary | None = None) -> BatchSummary:
+    """Execute a grid's report notebooks: tables go to ``<results_dir>/tables/<outputs>``, figures to
+    ``<figures_dir>/<outputs>``, where ``outputs`` is the grid's (so the smoke study never overwrites the
+    default study's figures)."""
+    grid = grid if isinstance(grid, Grid) else load_grid(grid, require_env=False)
+    summary = summary or BatchSummary(grid.path)
+    for item in grid.reports:
+        given = {"grid": str(grid.path), "preset": grid.preset, "results_dir": str(results_dir),
+                 "tables_dir": str(Path(results_dir) / "tables" / grid.outputs),
+                 "figures_dir": str(Path(figures_dir) / grid.outputs), **item.parameters}
+        accepted = notebook_parameters(item.notebook)
+        parameters = {name: value for name, value in given.items() if name in accepted}
+        label = Path(str(parameters.get("grid", grid.path))).stem
+        output = Path(results_dir) / "notebooks" / f"{item.notebook.stem}-{label}.ipynb"
+        result = execute_notebook(item.notebook, output, parameters)
+        if result.error is None:
+            summary.reports.append(output)
+        else:
+            summary.failed[str(item.notebook)] = f"{result.error} (see {output})"
+        print(f"report {item.notebook.name}: {'ok' if result.error is None else 'FAILED'} "
+              f"({result.seconds:.0f} s) -> {output}", flush=True)
+    return summary
+
+
+# ---- command line ----------------------------------------------------------------------------
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--results-dir", default="results", help="results store (default: results)")
+        parser.add_argument("--figures-dir", default="figures", help="where figures go (default: figures)")
+
+    def running(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--jobs", type=int, default=None,
+                            help="runs in parallel (default: the grid's jobs, else 1)")
+        parser.add_argument("--retries", type=int, default=1, help="extra attempts for a failed run (default: 1)")
+        common(parser)
+
+    batch = subparsers.add_parser("batch", help="run a grid of configurations through the experiment notebook")
+    batch.add_argument("grid", help="grid YAML, e.g. grids/default.yaml")
+    batch.add_argument("--no-report", action="store_true", help="skip the report notebooks")
+    running(batch)
+    batch.set_defaults(func=lambda args: _exit(run_batch(args.grid, results_dir=args.results_dir,
+                                                         figures_dir=args.figures_dir, jobs=args.jobs,
+                                                         retries=args.retries, report=not args.no_report)))
+
+    report = subparsers.add_parser("report", help="regenerate tables and figures from the runs in the results store")
+    report.add_argument("grid", nargs="?", help="grid YAML whose reports to run (default: grids/<preset>.yaml)")
+    report.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    common(report)
+    report.set_defaults(func=lambda args: _exit(run_reports(args.grid or grid_for_preset(args.preset),
+                                                            results_dir=args.results_dir,
+                                                            figures_dir=args.figures_dir), echo=True))
+
+    run = subparsers.add_parser("run", help="the main job: a preset's whole study (its grid, then its reports)")
+    run.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
+    running(run)
+    run.set_defaults(func=lambda args: _exit(run_batch(grid_for_preset(args.preset), results_dir=args.results_dir,
+                                                       figures_dir=args.figures_dir, jobs=args.jobs,
+                                                       retries=args.retries)))
+
+
+def _exit(summary: BatchSummary, *, echo: bool = False) -> int:
+    if echo:
+        print(summary)
+    return 0 if summary.ok else 1
+
+
+__all__ = [
+    "BatchSummary", "EXTRA_PARAMETERS", "GBT_MODEL", "Grid", "NotebookRun", "Report", "config_from_parameters",
+    "execute_notebook", "expand", "grid_for_preset", "load_grid", "notebook_parameters", "point_config",
+    "prepare_data", "register_cli", "resolve_path", "run_batch", "run_configuration", "run_reports",
+]

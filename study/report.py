@@ -1,0 +1,778 @@
+"""Tables and figures drawn from the results store only, beside the paper's printed numbers (issue 5).
+
+Table 1 and Figure 3 (§5.1, the data-scale study), Tables 2-3 (§5.2, MTT capacity), Table 4
+(§5.3, MSD), the views of one run (01_experiment) and the qualitative checks of §5.1.  Every
+function takes the runs table of :func:`study.results.load_runs` (or one run's predictions), so
+no number reaches a table or a figure except from a stored run or from :mod:`study.paper`.
+The paper's numbers are always labelled 'paper'; ROC-AUC and PR-AUC are shown in %, as printed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib.ticker
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from study.config import RunConfig, preset_config
+
+METRICS = ("roc_auc", "pr_auc", "rmse")
+LABELS = {"roc_auc": "ROC-AUC (%)", "pr_auc": "PR-AUC (%)", "rmse": "√MSE"}
+PERCENT = ("roc_auc", "pr_auc")  # shown x100, as the paper prints them
+LOWER_IS_BETTER = ("rmse",)
+FRONT_ENDS = ("waveform", "spectrogram")
+BASELINE = "gbt"
+MODEL_NAMES = {"waveform": "Waveform", "spectrogram": "Spectrogram", "gbt": "Baseline (GBT + descriptors)"}
+COLORS = {"waveform": "tab:blue", "spectrogram": "tab:orange", "gbt": "0.35"}
+COUNT_COLUMNS = ("train_size", "params", "crossover_train_size")  # shown as whole numbers
+# config fields that say where or how fast a run ran, not what it computed: ignored when matching
+NEUTRAL_FIELDS = ("name", "data_root", "cache_dir", "device", "num_workers")
+
+
+# ---- selecting and summarising runs ----------------------------------------------------------
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def config_key(flat: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> tuple:
+    """What makes two runs the same experiment: every config field except the neutral/ignored ones."""
+    skip = set(NEUTRAL_FIELDS) | set(ignore)
+    return tuple((name, _plain(flat[name])) for name in RunConfig.flat_fields() if name not in skip)
+
+
+def select_runs(runs: pd.DataFrame, configs: Iterable[RunConfig], *, ignore: Iterable[str] = ()) -> pd.DataFrame:
+    """The runs whose config equals one of ``configs`` (up to neutral fields and ``ignore``).
+
+    The same experiment stored twice (e.g. under run ids from an older config schema) counts
+    once: the most recently created run is kept.
+    """
+    ignore = tuple(ignore)
+    wanted = {config_key(cfg.flat(), ignore=ignore) for cfg in configs}
+    if runs.empty:
+        return runs.copy()
+    records = runs.to_dict("records")
+    chosen = runs[[config_key(row, ignore=ignore) in wanted for row in records]]
+    identity = pd.Series([config_key(row) for row in chosen.to_dict("records")], index=chosen.index, dtype=object)
+    if "created" in chosen:
+        order = chosen["created"].fillna("").astype(str).sort_values(kind="stable").index
+        identity = identity.loc[order]
+    latest = identity[~identity.duplicated(keep="last")].index
+    return runs.loc[sorted(latest)].reset_index(drop=True)
+
+
+def grid_runs(runs: pd.DataFrame, grid) -> pd.DataFrame:
+    """The stored runs of a grid's points (see :mod:`study.batch`), however many have finished."""
+    return select_runs(runs, grid.configs())
+
+
+def summarise(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean and sd over seeds of each metric per group; AUCs in %, as the paper prints them."""
+    by = list(by)
+    columns = by + ["n_runs"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = _percent(runs).groupby(by, sort=True, dropna=False)
+    table = grouped.size().rename("n_runs").to_frame()
+    for metric in METRICS:
+        table[f"{metric}_mean"] = grouped[metric].mean()
+        table[f"{metric}_sd"] = grouped[metric].std(ddof=1)  # NaN for a single run
+    return table.reset_index()[columns]
+
+
+def preset_differences(preset: str, reference: str = "paper") -> pd.DataFrame:
+    """The fields in which a preset departs from the paper's configuration (how it was scaled down)."""
+    ours, theirs = preset_config(preset).flat(), preset_config(reference).flat()
+    rows = [{"field": name, preset: str(ours[name]), reference: str(theirs[name])}
+            for name in ours if name not in ("name", "cache_dir") and ours[name] != theirs[name]]
+    return pd.DataFrame(rows, columns=["field", preset, reference])
+
+
+# ---- the paper's numbers ---------------------------------------------------------------------
+def paper_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A paper table (list of dicts from :mod:`study.paper`) as a frame; AUCs in % as printed."""
+    frame = pd.DataFrame([{**row, "model_key": paper_model(row)} for row in rows],
+                         columns=None if len(rows) else ["row", "model", "model_key", "train_size", *METRICS])
+    for metric in METRICS:
+        if metric not in frame:
+            frame[metric] = np.nan
+        frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
+    return frame
+
+
+def paper_overrides(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The config overrides that make a paper row one of our runs (``config``); None for cited rows."""
+    value = row.get("config")
+    return dict(value) if value else None
+
+
+def paper_model(row: Mapping[str, Any]) -> str:
+    """Our model name for a paper row ('waveform', 'spectrogram', 'gbt', ...), else its display name."""
+    return (paper_overrides(row) or {}).get("model", str(row.get("model")))
+
+
+def printed_params(text: Any) -> float:
+    """A printed parameter count ('5.3M', '277k') as its lower bound (the paper truncates); NaN if none."""
+    from study.paper import printed_range
+
+    return float("nan") if _missing(text) or not text else float(printed_range(str(text))[0])
+
+
+# ---- writing tables and figures --------------------------------------------------------------
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Display form: '<metric>_mean' and '<metric>_sd' become one 'mean ± sd' column; metrics get 2
+    decimals (4 for √MSE), counts are whole numbers, other numbers 4 significant digits; NaN is '—'."""
+    shown = pd.DataFrame(index=table.index)
+    for column in table.columns:
+        if column.endswith("_sd") and f"{column[:-3]}_mean" in table:
+            continue
+        if column.endswith("_mean"):
+            metric = column[:-len("_mean")]
+            sds = table[f"{metric}_sd"] if f"{metric}_sd" in table else [None] * len(table)
+            shown[metric] = [_mean_sd(m, s, _decimals(metric)) for m, s in zip(table[column], sds)]
+        elif column in COUNT_COLUMNS or column.startswith("n_"):
+            shown[column] = ["—" if _missing(v) else f"{float(v):,.0f}" for v in table[column]]
+        elif column.endswith(METRICS):  # e.g. the paper's own figures: as many decimals as it prints
+            shown[column] = [_mean_sd(v, None, _decimals(column)) for v in table[column]]
+        elif pd.api.types.is_float_dtype(table[column]):
+            shown[column] = ["—" if _missing(v) else f"{v:.4g}" for v in table[column]]
+        else:
+            shown[column] = ["—" if _missing(v) else str(v) for v in table[column]]
+    return shown
+
+
+def _decimals(metric: str) -> int:
+    return 4 if metric.endswith("rmse") else 2
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _mean_sd(mean: Any, sd: Any, digits: int) -> str:
+    if _missing(mean):
+        return "—"
+    return f"{mean:.{digits}f}" + ("" if _missing(sd) else f" ± {sd:.{digits}f}")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub markdown table (written here: pandas' to_markdown needs an extra package)."""
+    shown = format_table(table)
+    cells = [[str(c) for c in shown.columns]] + [[str(v).replace("|", "\\|") for v in row] for row in shown.values]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in cells[0]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    if len(cells) == 1:
+        lines.append("\n(no rows)")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "results/tables", *,
+                caption: str = "") -> tuple[Path, Path]:
+    """``<tables_dir>/<name>.csv`` (numbers) and ``.md`` (mean ± sd, for reading)."""
+    folder = Path(tables_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    table.to_csv(csv_path, index=False)
+    md_path.write_text((f"{caption}\n\n" if caption else "") + to_markdown(table))
+    return csv_path, md_path
+
+
+def save_figure(figure: plt.Figure, name: str, figures_dir: str | Path = "figures") -> tuple[Path, Path]:
+    """``<figures_dir>/<name>.png`` and ``.pdf``."""
+    folder = Path(figures_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / f"{name}.png", folder / f"{name}.pdf"
+    for path in paths:
+        figure.savefig(path, dpi=150, bbox_inches="tight")
+    return paths
+
+
+# ---- Table 1 and Figure 3: performance against training-set size (§5.1) ----------------------
+def table1(runs: pd.DataFrame, paper_rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The paper's Table 1 rows as printed, then ours (mean ± sd over seeds), largest training set first.
+
+    ``model`` is our model name (gbt, waveform, spectrogram) for both; ``label`` is how it reads.
+    """
+    paper = paper_frame(paper_rows)
+    paper_table = pd.DataFrame({"source": "paper (Table 1)", "model": paper["model_key"], "label": paper["row"],
+                                "train_size": paper["train_size"], "n_runs": np.nan})
+    for metric in METRICS:
+        paper_table[f"{metric}_mean"], paper_table[f"{metric}_sd"] = paper[metric].to_numpy(), np.nan
+    ours = summarise(runs, ["model", "train_size"])
+    order = {name: i for i, name in enumerate((BASELINE,) + FRONT_ENDS)}
+    ours = ours.assign(_size=-ours["train_size"].astype(float),
+                       _model=ours["model"].map(lambda m: order.get(m, len(order))))
+    ours = ours.sort_values(["_size", "_model"], kind="stable").drop(columns=["_size", "_model"])
+    ours.insert(0, "source", "ours")
+    ours.insert(2, "label", ours["model"].map(lambda m: MODEL_NAMES.get(m, m)))
+    return pd.concat([paper_table, ours], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Ordinary least squares of a metric on log10(training-set size), as Figure 3 draws it."""
+
+    slope: float
+    intercept: float
+    n: int
+    x_mean: float
+    sxx: float
+    residual_sd: float
+
+    def predict(self, train_size: np.ndarray | float) -> np.ndarray:
+        return self.intercept + self.slope * np.log10(train_size)
+
+    def band(self, train_size: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence band of the fitted mean (t-based); NaN when the fit has no residual degrees of freedom."""
+        x = np.log10(np.asarray(train_size, dtype=float))
+        if self.n <= 2 or self.sxx <= 0:
+            nan = np.full_like(x, np.nan)
+            return nan, nan
+        half = stats.t.ppf(0.5 + confidence / 2, self.n - 2) * self.residual_sd * np.sqrt(
+            1 / self.n + (x - self.x_mean) ** 2 / self.sxx)
+        centre = self.predict(10 ** x)
+        return centre - half, centre + half
+
+    def slope_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        if self.n <= 2 or self.sxx <= 0:
+            return float("nan"), float("nan")
+        half = stats.t.ppf(0.5 + confidence / 2, self.n - 2) * self.residual_sd / math.sqrt(self.sxx)
+        return self.slope - half, self.slope + half
+
+
+def fit_line(train_sizes: Sequence[float], values: Sequence[float]) -> LinearFit | None:
+    """Fit value = intercept + slope * log10(train size); None with fewer than two distinct sizes."""
+    x, y = np.log10(np.asarray(train_sizes, dtype=float)), np.asarray(values, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(np.unique(x)) < 2:
+        return None
+    x_mean, sxx = x.mean(), float(((x - x.mean()) ** 2).sum())
+    slope = float(((x - x_mean) * (y - y.mean())).sum() / sxx)
+    intercept = float(y.mean() - slope * x_mean)
+    residuals = y - (intercept + slope * x)
+    residual_sd = math.sqrt(float((residuals ** 2).sum()) / (len(x) - 2)) if len(x) > 2 else float("nan")
+    return LinearFit(slope, intercept, len(x), float(x_mean), sxx, residual_sd)
+
+
+def crossover(fit_a: LinearFit | None, fit_b: LinearFit | None) -> float | None:
+    """Training-set size where two fitted lines meet; None when either is missing or they are parallel."""
+    if fit_a is None or fit_b is None or math.isclose(fit_a.slope, fit_b.slope, rel_tol=1e-12, abs_tol=1e-15):
+        return None
+    log_size = (fit_b.intercept - fit_a.intercept) / (fit_a.slope - fit_b.slope)
+    return float(10 ** log_size) if abs(log_size) < 300 else None
+
+
+def _fits_by_model(points: pd.DataFrame, metric: str) -> dict[str, LinearFit | None]:
+    return {model: fit_line(points.loc[points["model"] == model, "train_size"],
+                            points.loc[points["model"] == model, metric]) for model in FRONT_ENDS}
+
+
+def _percent(runs: pd.DataFrame) -> pd.DataFrame:
+    scaled = runs.copy()
+    for metric in PERCENT:
+        scaled[metric] = 100.0 * scaled[metric]
+    return scaled
+
+
+def _paper_points(paper_rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    paper = paper_frame(paper_rows)
+    paper["model"] = paper["model_key"]
+    return paper
+
+
+def data_scale_fits(runs: pd.DataFrame, paper_rows: Sequence[Mapping[str, Any]] = (), *,
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """Figure 3's lines as numbers: slope per decade of data (with CI), fit quality and crossover.
+
+    Ours are fitted to every run (each seed a point); the paper's to its Table 1 means.
+    ``better_above`` names the front-end whose line is better at sizes beyond the crossover.
+    """
+    rows = []
+    for source, points in (("ours", _percent(runs)), ("paper (Table 1)", _paper_points(paper_rows))):
+        if points.empty:
+            continue
+        for metric in METRICS:
+            fits = _fits_by_model(points, metric)
+            meet = crossover(fits["waveform"], fits["spectrogram"])
+            better = None
+            if meet is not None:
+                above = {m: fits[m].predict(meet * 10) for m in FRONT_ENDS}
+                pick = min if metric in LOWER_IS_BETTER else max
+                better = pick(above, key=above.get)
+            for model, fit in fits.items():
+                low, high = fit.slope_interval(confidence) if fit else (np.nan, np.nan)
+                rows.append({"source": source, "metric": metric, "model": model,
+                             "n_points": fit.n if fit else 0,
+                             "slope_per_decade": fit.slope if fit else np.nan,
+                             "slope_lo": low, "slope_hi": high,
+                             "intercept": fit.intercept if fit else np.nan,
+                             "crossover_train_size": np.nan if meet is None else meet,
+                             "better_above_crossover": better})
+    return pd.DataFrame(rows, columns=["source", "metric", "model", "n_points", "slope_per_decade", "slope_lo",
+                                       "slope_hi", "intercept", "crossover_train_size", "better_above_crossover"])
+
+
+def plot_data_scale(runs: pd.DataFrame, paper_rows: Sequence[Mapping[str, Any]] = (), *, confidence: float = 0.95,
+                    title: str = "ours") -> plt.Figure:
+    """Figure 3: each metric against training-set size (log x), ours on top and the paper's below.
+
+    Dots: single runs; bars: mean ± sd over seeds; lines: least-squares fits in log10(size) with
+    their confidence band; grey: the GBT baseline (mean ± sd); dotted: where the two fits cross.
+    """
+    panels = [(title, _percent(runs), True)]
+    if len(paper_rows):
+        panels.append(("paper (Table 1, 1.2M-songs)", _paper_points(paper_rows), False))
+    figure, axes = plt.subplots(len(panels), len(METRICS), figsize=(4.2 * len(METRICS), 3.6 * len(panels)),
+                                squeeze=False)
+    for row, (label, points, ours) in enumerate(panels):
+        for column, metric in enumerate(METRICS):
+            _draw_metric(axes[row, column], points, metric, confidence=confidence, bands=ours)
+            axes[row, column].set_title(f"{label}: {LABELS[metric]}", fontsize=9)
+    legend = {}  # label -> handle, from every panel (a panel without runs has none)
+    for ax in axes.flat:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=8,
+                      frameon=False)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
+
+
+def _draw_metric(ax: plt.Axes, points: pd.DataFrame, metric: str, *, confidence: float, bands: bool) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("training-set size (clips)")
+    ax.set_ylabel(LABELS[metric])
+    points = points[np.isfinite(pd.to_numeric(points[metric], errors="coerce"))] if len(points) else points
+    if points.empty:
+        ax.text(0.5, 0.5, "no runs with this metric", transform=ax.transAxes, ha="center", va="center")
+        return
+    sizes = points.loc[points["model"].isin(FRONT_ENDS), "train_size"].astype(float)
+    span = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 100) if len(sizes) else None
+    baseline = points.loc[points["model"] == BASELINE, metric].astype(float)
+    if len(baseline):
+        mean, sd = baseline.mean(), baseline.std(ddof=1) if len(baseline) > 1 else 0.0
+        ax.axhline(mean, color=COLORS[BASELINE], linestyle="--", label=MODEL_NAMES[BASELINE])
+        if sd > 0:
+            ax.axhspan(mean - sd, mean + sd, color=COLORS[BASELINE], alpha=0.12, linewidth=0)
+    fits = _fits_by_model(points, metric)
+    for model in FRONT_ENDS:
+        mine = points[points["model"] == model]
+        if mine.empty:
+            continue
+        color = COLORS[model]
+        ax.scatter(mine["train_size"], mine[metric], s=10, color=color, alpha=0.35, linewidth=0)
+        cells = mine.groupby("train_size")[metric].agg(["mean", "std"]).reset_index()
+        ax.errorbar(cells["train_size"], cells["mean"], yerr=cells["std"].fillna(0.0), fmt="o", color=color,
+                    capsize=3, markersize=4, label=MODEL_NAMES[model])
+        if fits[model] is not None and span is not None:
+            ax.plot(span, fits[model].predict(span), color=color, linewidth=1.2)
+            if bands:
+                low, high = fits[model].band(span, confidence)
+                if np.isfinite(low).all():
+                    ax.fill_between(span, low, high, color=color, alpha=0.15, linewidth=0)
+    if span is not None:
+        trained = np.unique(sizes)
+        ax.set_xticks(trained, [_size_label(size) for size in trained])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    meet = crossover(fits["waveform"], fits["spectrogram"])
+    if meet is not None and span is not None and span[0] <= meet <= span[-1]:
+        ax.axvline(meet, color="0.2", linestyle=":", linewidth=1)
+        ax.annotate(f"fits cross at\n≈{_size_label(meet)} clips", xy=(meet, 0.96), xycoords=("data", "axes fraction"),
+                    fontsize=7, ha="center", va="top", backgroundcolor="white")
+    elif fits["waveform"] is not None and fits["spectrogram"] is not None:
+        where = "parallel fits" if meet is None else f"fits cross outside the plot (≈{_size_label(meet)} clips)"
+        ax.text(0.02, 0.96, where, transform=ax.transAxes, fontsize=7, va="top", backgroundcolor="white")
+
+
+def _size_label(size: float) -> str:
+    if size >= 1e9:
+        return f"{size:.1e}"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if size >= scale:
+            return f"{size / scale:.3g}{suffix}"
+    return f"{size:.3g}"
+
+
+# ---- Tables 2-4: the paper's rows beside our runs of the same configuration --------------------
+def paper_comparison(runs: pd.DataFrame, paper_rows: Sequence[Mapping[str, Any]], base: RunConfig, *,
+                     count_parameters: bool = True) -> pd.DataFrame:
+    """One line per paper row: the paper's figures, then ours (mean ± sd over seeds) where we run it.
+
+    ``base`` is the configuration every row starts from (the grid's preset and overrides); a row's
+    ``config`` from :mod:`study.paper` makes it ours.  ``params`` counts the model we run, for the
+    row's output size (``n_tags``: 50 for MTT and MSD).
+    """
+    lines = []
+    for row in paper_rows:
+        overrides = paper_overrides(row)
+        line = {"table": row.get("table"), "row": row.get("row"),
+                "paper_roc_auc": _float(row.get("roc_auc")), "paper_pr_auc": _float(row.get("pr_auc")),
+                "paper_params": row.get("params")}
+        cell, params = None, np.nan
+        if overrides:
+            cfg = base.with_overrides(**overrides)
+            mine = select_runs(runs, [cfg], ignore=("seed",))
+            cell = summarise(mine, ["model"]).iloc[0] if len(mine) else None
+            params = _count_params(cfg, row.get("n_tags")) if count_parameters else np.nan
+        line["n_runs"] = 0 if cell is None else int(cell["n_runs"])
+        for metric in ("roc_auc", "pr_auc"):
+            for stat in ("mean", "sd"):
+                line[f"{metric}_{stat}"] = np.nan if cell is None else float(cell[f"{metric}_{stat}"])
+        line["params"] = params
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _count_params(cfg: RunConfig, n_tags: int | None) -> float:
+    """Trainable parameters of the model a config builds, counted on the 'meta' device (no weights)."""
+    import torch
+
+    from study.models import build_model, count_params
+
+    if n_tags is None:
+        return float("nan")
+    with torch.device("meta"):
+        return float(count_params(build_model(cfg.model, n_tags=n_tags, audio_cfg=cfg.audio)))
+
+
+def plot_capacity(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """ROC-AUC against parameter count for each capacity table: the paper's rows and ours."""
+    figure, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4), squeeze=False)
+    for ax, (title, table) in zip(axes[0], tables.items()):
+        printed = table["paper_params"].map(printed_params)
+        ax.scatter(printed, table["paper_roc_auc"], facecolors="none", edgecolors="k", label="paper")
+        mine = table[np.isfinite(table["roc_auc_mean"].astype(float))]
+        if len(mine):
+            ax.errorbar(mine["params"].astype(float), mine["roc_auc_mean"].astype(float),
+                        yerr=mine["roc_auc_sd"].astype(float).fillna(0.0), fmt="o", color="tab:red", capsize=3,
+                        label="ours")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(LABELS["roc_auc"])
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+# ---- the tour (00_tour): corpus, a clip, the front-ends' first layers ----------------------------
+def tag_prevalence(collection) -> pd.DataFrame:
+    """Per tag: kind and mean label (the share of clips for a binary tag), most common first."""
+    kinds = np.where(collection.is_regression, "regression", "classification")
+    table = pd.DataFrame({"tag": collection.tags, "kind": kinds, "mean_label": collection.labels.mean(axis=0)})
+    return table.sort_values(["kind", "mean_label"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def plot_clip(audio: np.ndarray, audio_cfg, *, title: str = "") -> plt.Figure:
+    """A clip's waveform above its log-mel spectrogram, as the spectrogram front-end sees it (§4)."""
+    import torch
+
+    from study.audio import LogMel
+
+    with torch.no_grad():
+        logmel = LogMel(audio_cfg)(torch.as_tensor(audio, dtype=torch.float32)[None])[0].numpy()  # (frames, mels)
+    seconds = len(audio) / audio_cfg.sample_rate
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True, height_ratios=(1, 2))
+    top.plot(np.arange(len(audio)) / audio_cfg.sample_rate, audio, linewidth=0.3)
+    top.set_ylabel("amplitude")
+    top.set_title(title, fontsize=9)
+    bottom.imshow(logmel.T, origin="lower", aspect="auto", extent=(0, seconds, 0, logmel.shape[1]))
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("mel band")
+    figure.tight_layout()
+    return figure
+
+
+def trained_model(runs: pd.DataFrame, *, model: str, base: RunConfig, n_tags: int,
+                  results_dir: str | Path = "results"):
+    """(network, label): the best checkpoint of the stored run of ``model`` trained on the most data,
+    or a freshly initialised network (labelled so) when no such run or checkpoint exists.
+
+    The checkpoint is the one the run recorded in its protocol.json, else ``<cache_dir>/checkpoints/<run_id>``.
+    """
+    from study.checkpoint import BEST, load_tagger
+    from study.data.cache import resolve_cache_dir
+    from study.models import build_model
+    from study.results import read_json, run_path
+
+    mine = runs[runs["model"] == model] if len(runs) else runs
+    if len(mine):
+        row = choose_run(mine, model=model)
+        recorded = read_json(run_path(results_dir, row["run_id"]), "protocol.json").get("training") or {}
+        conventional = resolve_cache_dir(row["cache_dir"]) / "checkpoints" / row["run_id"] / BEST
+        for path in (recorded.get("checkpoint"), conventional):
+            if path and Path(path).is_file():
+                network, _ = load_tagger(path)
+                return network, f"trained: {row['run_id']}"
+    cfg = base.with_overrides(model=model)
+    return build_model(cfg.model, n_tags=n_tags, audio_cfg=cfg.audio).eval(), "untrained (no stored run yet)"
+
+
+def plot_first_layer(network, *, label: str = "", sample_rate: int = 16000, shown: int = 8) -> plt.Figure:
+    """What the first layer of a front-end learned.
+
+    Spectrogram front-end: the first timbral filters as time x mel images (Figure 2, right).
+    Waveform front-end: the magnitude response of each first-layer 3-tap filter over 0..Nyquist,
+    sorted by peak frequency (sample-level filters act as a learned filterbank).
+    """
+    import torch
+
+    convs = [m for m in network.frontend.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    if not convs:
+        raise ValueError(f"{type(network).__name__}: no convolution in its front-end to show")
+    first = convs[0]
+    weights = first.weight.detach().float().cpu().numpy()
+    if isinstance(first, torch.nn.Conv2d):  # (filters, 1, frames, mels)
+        count = min(shown, weights.shape[0])
+        figure, axes = plt.subplots(1, count, figsize=(1.3 * count, 3), squeeze=False)
+        for index, ax in enumerate(axes[0]):
+            ax.imshow(weights[index, 0].T, origin="lower", aspect="auto", cmap="coolwarm")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{index}", fontsize=7)
+        axes[0, 0].set_ylabel(f"{weights.shape[3]} mel bins")
+        figure.suptitle(f"first timbral filters ({weights.shape[2]} frames x {weights.shape[3]} mel bins) — {label}",
+                        fontsize=9)
+    else:  # (filters, channels, taps)
+        taps = weights.reshape(weights.shape[0], -1)
+        response = np.abs(np.fft.rfft(taps, n=512, axis=1))  # (filters, 257)
+        response /= response.max(axis=1, keepdims=True) + 1e-12
+        order = np.argsort(response.argmax(axis=1), kind="stable")
+        figure, ax = plt.subplots(figsize=(6, 3.5))
+        ax.imshow(response[order].T, origin="lower", aspect="auto", extent=(0, len(order), 0, sample_rate / 2000))
+        ax.set_xlabel("filter (sorted by peak frequency)")
+        ax.set_ylabel("frequency (kHz)")
+        ax.set_title(f"first-layer magnitude responses ({taps.shape[1]} taps) — {label}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+# ---- one run (01_experiment) -----------------------------------------------------------------
+def run_overview(run_dir: str | Path) -> pd.DataFrame:
+    """One line per metric of a stored run: value and bootstrap interval (AUCs in %)."""
+    from study.results import read_json
+
+    metrics = read_json(run_dir, "metrics.json")
+    rows = []
+    for metric in METRICS:
+        scale = 100.0 if metric in PERCENT else 1.0
+        value = metrics["overall"].get(metric)
+        low, high = (metrics.get("ci") or {}).get(metric) or (None, None)
+        rows.append({"metric": LABELS[metric], "value": _scaled(value, scale), "ci_lo": _scaled(low, scale),
+                     "ci_hi": _scaled(high, scale)})
+    return pd.DataFrame(rows)
+
+
+def _scaled(value: Any, scale: float) -> float:
+    return float("nan") if value is None else float(value) * scale
+
+
+def plot_curve(run_dir: str | Path) -> plt.Figure | None:
+    """Training curve of a run: losses per epoch and the validation metrics; None for runs without one (GBT)."""
+    path = Path(run_dir) / "curve.csv"
+    curve = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
+    if curve.empty or "epoch" not in curve:
+        print(f"{Path(run_dir).name}: no training curve (a GBT run, or no epoch finished)")
+        return None
+    losses = [c for c in curve.columns if c.endswith("_loss")]
+    scores = [c for c in curve.columns if c.startswith("valid_") and c not in losses]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for column in losses:
+        axes[0].plot(curve["epoch"], curve[column], marker="o", label=column)
+    for column in scores:
+        axes[1].plot(curve["epoch"], curve[column], marker="o", label=column)
+    for ax, label in zip(axes, ("loss", "validation metric")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+# ---- qualitative checks of §5.1 --------------------------------------------------------------
+def choose_run(runs: pd.DataFrame, *, model: str, train_size: int | None = None, seed: int | None = None) -> pd.Series:
+    """One run of a model: at ``train_size`` (None: the largest available) and ``seed`` (None: the lowest)."""
+    mine = runs[runs["model"] == model]
+    if train_size is not None:
+        mine = mine[mine["train_size"] == train_size]
+    elif len(mine):
+        mine = mine[mine["train_size"] == mine["train_size"].max()]
+    if seed is not None:
+        mine = mine[mine["seed"] == seed]
+    if mine.empty:
+        raise LookupError(f"no stored run of model {model!r} with train_size={train_size}, seed={seed}; "
+                          f"stored: {sorted(set(zip(runs['model'], runs['train_size'], runs['seed'])))}")
+    return mine.sort_values(["seed", "run_id"]).iloc[0]
+
+
+def aligned_predictions(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Two runs' predictions restricted to the test clips and tags they share, in the same order."""
+    shared_ids = [t for t in first["track_ids"] if t in set(second["track_ids"])]
+    shared_tags = [t for t in first["tags"] if t in set(second["tags"])]
+    if not shared_ids or not shared_tags:
+        raise ValueError("the two runs share no test clips or no tags: were they evaluated on the same data?")
+
+    def take(pred: Mapping[str, Any]) -> dict:
+        rows = [pred["track_ids"].index(t) for t in shared_ids]
+        cols = [pred["tags"].index(t) for t in shared_tags]
+        return {"track_ids": shared_ids, "tags": shared_tags, "y_true": np.asarray(pred["y_true"])[np.ix_(rows, cols)],
+                "y_score": np.asarray(pred["y_score"])[np.ix_(rows, cols)],
+                "is_regression": np.asarray(pred["is_regression"])[cols]}
+
+    return take(first), take(second)
+
+
+def qualitative_predictions(runs: pd.DataFrame, *, model: str, train_size: int | None = None,
+                            seed: int | None = None, results_dir: str | Path = "results") -> dict[str, dict]:
+    """{model: ..., 'gbt': ...}: the test predictions of one network and of the GBT baseline (§5.1),
+    on the clips and tags they share; empty, with a note, while either run is not stored yet."""
+    from study.results import load_predictions, run_path
+
+    try:
+        network = choose_run(runs, model=model, train_size=train_size, seed=seed)
+        baseline = choose_run(runs, model=BASELINE)
+    except LookupError as missing:
+        print(f"nothing to compare yet: {missing}")
+        return {}
+    print(f"network: {network['run_id']}\nbaseline: {baseline['run_id']}")
+    first, second = aligned_predictions(load_predictions(run_path(results_dir, network["run_id"])),
+                                        load_predictions(run_path(results_dir, baseline["run_id"])))
+    return {model: first, BASELINE: second}
+
+
+def _reference(predictions: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The predictions whose ground truth is used (all share it); no clips and no tags when there are none."""
+    empty = {"track_ids": [], "tags": [], "y_true": np.zeros((0, 0)), "y_score": np.zeros((0, 0)),
+             "is_regression": np.zeros(0, dtype=bool)}
+    return next(iter(predictions.values()), empty)
+
+
+def _classification(pred: Mapping[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Tag names, binary truth and scores of the classification tags only."""
+    keep = ~np.asarray(pred["is_regression"], dtype=bool)
+    tags = [t for t, k in zip(pred["tags"], keep) if k]
+    return tags, np.asarray(pred["y_true"])[:, keep] >= 0.5, np.asarray(pred["y_score"])[:, keep]
+
+
+def example_predictions(predictions: Mapping[str, Mapping[str, Any]], *, n_examples: int = 5,
+                        top_k: int = 5) -> pd.DataFrame:
+    """A few test clips (spread over the sorted ids): ground-truth tags and each model's top-k tags."""
+    first = _reference(predictions)
+    tags, truth, _ = _classification(first)
+    count = len(first["track_ids"])
+    picks = np.unique(np.linspace(0, count - 1, num=min(n_examples, count)).round().astype(int))
+    rows = []
+    for index in picks:
+        row = {"track_id": first["track_ids"][index],
+               "ground truth": ", ".join(t for t, on in zip(tags, truth[index]) if on) or "(none)"}
+        for name, pred in predictions.items():
+            _, _, scores = _classification(pred)
+            best = np.argsort(-scores[index])[:top_k]
+            row[name] = ", ".join(f"{tags[j]} {scores[index, j]:.2f}" for j in best)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["track_id", "ground truth", *predictions])
+
+
+def exclusive_pairs(predictions: Mapping[str, Mapping[str, Any]], *, min_positives: int = 5,
+                    top: int = 8) -> pd.DataFrame:
+    """Classification tags that never occur together in the ground truth, most frequent pairs first."""
+    tags, truth, _ = _classification(_reference(predictions))
+    counts = truth.sum(axis=0)
+    together = truth.T.astype(int) @ truth.astype(int)  # (tags, tags) co-occurrence counts
+    rows = [{"tag_a": tags[a], "tag_b": tags[b], "positives_a": int(counts[a]), "positives_b": int(counts[b])}
+            for a in range(len(tags)) for b in range(a + 1, len(tags))
+            if together[a, b] == 0 and counts[a] >= min_positives and counts[b] >= min_positives]
+    table = pd.DataFrame(rows, columns=["tag_a", "tag_b", "positives_a", "positives_b"])
+    order = np.argsort(-np.minimum(table["positives_a"], table["positives_b"]).to_numpy(), kind="stable")
+    return table.iloc[order[:top]].reset_index(drop=True)
+
+
+def exclusive_pair_scores(predictions: Mapping[str, Mapping[str, Any]], pairs: pd.DataFrame, *,
+                          threshold: float = 0.5) -> pd.DataFrame:
+    """How often each model scores both tags of a never-together pair highly (§5.1: the GBT baseline does).
+
+    ``both_high``: share of test clips with both scores >= threshold; ``joint_score``: mean of the
+    smaller of the two scores.  Lower is better: the ground truth has 0 for both.
+    """
+    columns = ["pair"] + [f"{name} {what}" for name in predictions for what in ("both_high", "joint_score")]
+    rows = []
+    for pair in pairs.itertuples(index=False):
+        line = {"pair": f"{pair.tag_a} / {pair.tag_b}"}
+        for name, pred in predictions.items():
+            tags, _, scores = _classification(pred)
+            a, b = scores[:, tags.index(pair.tag_a)], scores[:, tags.index(pair.tag_b)]
+            line[f"{name} both_high"] = float(((a >= threshold) & (b >= threshold)).mean())
+            line[f"{name} joint_score"] = float(np.minimum(a, b).mean())
+        rows.append(line)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def popularity_bias(predictions: Mapping[str, Mapping[str, Any]], *, top_k: int = 5) -> pd.DataFrame:
+    """Per tag: how common it is in the ground truth, and how often each model puts it in a clip's top-k.
+
+    The §5.1 observation ('biased towards predicting the popular tags') shows as top-k rates that
+    grow faster than the tag's prevalence.  ``truth top_k`` ranks the ground truth the same way.
+    """
+    tags, truth, _ = _classification(_reference(predictions))
+    table = pd.DataFrame({"tag": tags, "prevalence": truth.sum(axis=0) / max(len(truth), 1)})
+    table["truth top_k"] = _top_k_rate(truth.astype(float), top_k)
+    for name, pred in predictions.items():
+        _, _, scores = _classification(pred)
+        table[f"{name} top_k"] = _top_k_rate(scores, top_k)
+        table[f"{name} mean_score"] = scores.mean(axis=0)
+    return table.sort_values("prevalence", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _top_k_rate(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """Share of clips whose k highest-scored tags include each tag (ties broken by tag order)."""
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    chosen = np.zeros_like(scores, dtype=bool)
+    np.put_along_axis(chosen, best, True, axis=1)
+    return chosen.sum(axis=0) / max(len(chosen), 1)
+
+
+def popular_share(bias: pd.DataFrame, *, popular: int = 5) -> pd.DataFrame:
+    """Share of all top-k slots taken by the ``popular`` most common tags, per model and in the truth."""
+    columns = [c for c in bias.columns if c.endswith(" top_k")]
+    head = bias.head(popular)
+    return pd.DataFrame([{"ranking": c[:-len(" top_k")], "share_of_top_k_slots": head[c].sum() / bias[c].sum()}
+                         for c in columns if bias[c].sum() > 0], columns=["ranking", "share_of_top_k_slots"])
+
+
+def plot_popularity_bias(bias: pd.DataFrame) -> plt.Figure:
+    """Top-k rate against prevalence per tag; on the diagonal = predicted as often as it occurs."""
+    figure, ax = plt.subplots(figsize=(5, 4))
+    columns = [c for c in bias.columns if c.endswith(" top_k")]
+    for column in columns:
+        ax.scatter(bias["prevalence"], bias[column], s=14, label=column[:-len(" top_k")], alpha=0.8)
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlabel("prevalence in the test ground truth")
+    ax.set_ylabel("share of clips with the tag in the top-k")
+    if bias.empty:
+        ax.text(0.5, 0.5, "no stored runs to compare yet", transform=ax.transAxes, ha="center")
+    else:
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+__all__ = [
+    "LinearFit", "METRICS", "NEUTRAL_FIELDS", "aligned_predictions", "choose_run", "config_key", "crossover",
+    "data_scale_fits", "example_predictions", "exclusive_pair_scores", "exclusive_pairs", "fit_line",
+    "format_table", "grid_runs", "paper_comparison", "paper_frame", "paper_model", "paper_overrides",
+    "plot_capacity", "plot_clip", "plot_curve", "plot_data_scale", "plot_first_layer", "plot_popularity_bias",
+    "popular_share", "popularity_bias", "preset_differences", "printed_params", "qualitative_predictions", "run_overview", "save_figure",
+    "select_runs", "summarise", "table1", "tag_prevalence", "to_markdown", "trained_model", "write_table",
+]
