@@ -53,6 +53,8 @@ EXTRA_PARAMETERS = {
     "grid": "grid YAML whose runs a report notebook summarises",
     "n_examples": "how many test clips the qualitative notebook lists",
     "top_k": "how many top-scored tags are listed per clip",
+    "listen_tags": "tags whose clips the tour plays and shows",
+    "listen_clips": "how many clips the tour plays per tag",
 }
 
 _UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")

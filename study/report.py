@@ -1,7 +1,8 @@
 """Tables and figures drawn from the results store only, beside the paper's printed numbers (issue 5).
 
 Table 1 and Figure 3 (§5.1, the data-scale study), Tables 2-3 (§5.2, MTT capacity), Table 4
-(§5.3, MSD), the views of one run (01_experiment) and the qualitative checks of §5.1.  Every
+(§5.3, MSD) and the views of one run (01_experiment) and of the tour; the qualitative checks of
+§5.1 are in :mod:`study.qualitative`.  Every
 function takes the runs table of :func:`study.results.load_runs` (or one run's predictions), so
 no number reaches a table or a figure except from a stored run or from :mod:`study.paper`.
 The paper's numbers are always labelled 'paper'; ROC-AUC and PR-AUC are shown in %, as printed.
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.config import RunConfig, preset_config
+from study.config import EXECUTION_ONLY, RunConfig, preset_config
 
 METRICS = ("roc_auc", "pr_auc", "rmse")
 LABELS = {"roc_auc": "ROC-AUC (%)", "pr_auc": "PR-AUC (%)", "rmse": "√MSE"}
@@ -31,7 +32,7 @@ MODEL_NAMES = {"waveform": "Waveform", "spectrogram": "Spectrogram", "gbt": "Bas
 COLORS = {"waveform": "tab:blue", "spectrogram": "tab:orange", "gbt": "0.35"}
 COUNT_COLUMNS = ("train_size", "params", "crossover_train_size")  # shown as whole numbers
 # config fields that say where or how fast a run ran, not what it computed: ignored when matching
-NEUTRAL_FIELDS = ("name", "data_root", "cache_dir", "device", "num_workers")
+NEUTRAL_FIELDS = ("name", *(name for names in EXECUTION_ONLY.values() for name in names))
 
 
 # ---- selecting and summarising runs ----------------------------------------------------------
@@ -68,6 +69,21 @@ def select_runs(runs: pd.DataFrame, configs: Iterable[RunConfig], *, ignore: Ite
 def grid_runs(runs: pd.DataFrame, grid) -> pd.DataFrame:
     """The stored runs of a grid's points (see :mod:`study.batch`), however many have finished."""
     return select_runs(runs, grid.configs())
+
+
+def choose_run(runs: pd.DataFrame, *, model: str, train_size: int | None = None, seed: int | None = None) -> pd.Series:
+    """One run of a model: at ``train_size`` (None: the largest available) and ``seed`` (None: the lowest)."""
+    mine = runs[runs["model"] == model]
+    if train_size is not None:
+        mine = mine[mine["train_size"] == train_size]
+    elif len(mine):
+        mine = mine[mine["train_size"] == mine["train_size"].max()]
+    if seed is not None:
+        mine = mine[mine["seed"] == seed]
+    if mine.empty:
+        raise LookupError(f"no stored run of model {model!r} with train_size={train_size}, seed={seed}; "
+                          f"stored: {sorted(set(zip(runs['model'], runs['train_size'], runs['seed'])))}")
+    return mine.sort_values(["seed", "run_id"]).iloc[0]
 
 
 def summarise(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -495,6 +511,33 @@ def plot_clip(audio: np.ndarray, audio_cfg, *, title: str = "") -> plt.Figure:
     return figure
 
 
+def plot_pretrained_taggram(audio: np.ndarray, *, name: str = "MTT_musicnn", top: int = 12,
+                            title: str = "") -> plt.Figure | None:
+    """A released musicnn tagger's taggram of one clip (tag scores per 3 s patch), its ``top`` tags.
+
+    None, with the one-line install hint printed, when the optional musicnn weights are missing.
+    """
+    from study.pretrained import PretrainedNotInstalled, load_pretrained, taggram
+
+    try:
+        model, meta = load_pretrained(name)
+    except PretrainedNotInstalled as missing:
+        print(missing)
+        return None
+    scores = taggram(model, audio)  # (n_patches, n_tags)
+    shown = np.argsort(-scores.mean(axis=0))[:top]
+    hop = meta["hop_seconds"]
+    figure, ax = plt.subplots(figsize=(8, 0.25 * len(shown) + 1.2))
+    image = ax.imshow(scores[:, shown].T, aspect="auto", origin="upper", vmin=0, vmax=1, cmap="magma",
+                      extent=(0, len(scores) * hop, len(shown) - 0.5, -0.5))
+    ax.set_yticks(range(len(shown)), [meta["tags"][j] for j in shown], fontsize=8)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or f"{name} taggram", fontsize=9)
+    figure.colorbar(image, ax=ax, label="score")
+    figure.tight_layout()
+    return figure
+
+
 def trained_model(runs: pd.DataFrame, *, model: str, base: RunConfig, n_tags: int,
                   results_dir: str | Path = "results"):
     """(network, label): the best checkpoint of the stored run of ``model`` trained on the most data,
@@ -601,178 +644,11 @@ def plot_curve(run_dir: str | Path) -> plt.Figure | None:
     return figure
 
 
-# ---- qualitative checks of §5.1 --------------------------------------------------------------
-def choose_run(runs: pd.DataFrame, *, model: str, train_size: int | None = None, seed: int | None = None) -> pd.Series:
-    """One run of a model: at ``train_size`` (None: the largest available) and ``seed`` (None: the lowest)."""
-    mine = runs[runs["model"] == model]
-    if train_size is not None:
-        mine = mine[mine["train_size"] == train_size]
-    elif len(mine):
-        mine = mine[mine["train_size"] == mine["train_size"].max()]
-    if seed is not None:
-        mine = mine[mine["seed"] == seed]
-    if mine.empty:
-        raise LookupError(f"no stored run of model {model!r} with train_size={train_size}, seed={seed}; "
-                          f"stored: {sorted(set(zip(runs['model'], runs['train_size'], runs['seed'])))}")
-    return mine.sort_values(["seed", "run_id"]).iloc[0]
-
-
-def aligned_predictions(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[dict, dict]:
-    """Two runs' predictions restricted to the test clips and tags they share, in the same order."""
-    shared_ids = [t for t in first["track_ids"] if t in set(second["track_ids"])]
-    shared_tags = [t for t in first["tags"] if t in set(second["tags"])]
-    if not shared_ids or not shared_tags:
-        raise ValueError("the two runs share no test clips or no tags: were they evaluated on the same data?")
-
-    def take(pred: Mapping[str, Any]) -> dict:
-        rows = [pred["track_ids"].index(t) for t in shared_ids]
-        cols = [pred["tags"].index(t) for t in shared_tags]
-        return {"track_ids": shared_ids, "tags": shared_tags, "y_true": np.asarray(pred["y_true"])[np.ix_(rows, cols)],
-                "y_score": np.asarray(pred["y_score"])[np.ix_(rows, cols)],
-                "is_regression": np.asarray(pred["is_regression"])[cols]}
-
-    return take(first), take(second)
-
-
-def qualitative_predictions(runs: pd.DataFrame, *, model: str, train_size: int | None = None,
-                            seed: int | None = None, results_dir: str | Path = "results") -> dict[str, dict]:
-    """{model: ..., 'gbt': ...}: the test predictions of one network and of the GBT baseline (§5.1),
-    on the clips and tags they share; empty, with a note, while either run is not stored yet."""
-    from study.results import load_predictions, run_path
-
-    try:
-        network = choose_run(runs, model=model, train_size=train_size, seed=seed)
-        baseline = choose_run(runs, model=BASELINE)
-    except LookupError as missing:
-        print(f"nothing to compare yet: {missing}")
-        return {}
-    print(f"network: {network['run_id']}\nbaseline: {baseline['run_id']}")
-    first, second = aligned_predictions(load_predictions(run_path(results_dir, network["run_id"])),
-                                        load_predictions(run_path(results_dir, baseline["run_id"])))
-    return {model: first, BASELINE: second}
-
-
-def _reference(predictions: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The predictions whose ground truth is used (all share it); no clips and no tags when there are none."""
-    empty = {"track_ids": [], "tags": [], "y_true": np.zeros((0, 0)), "y_score": np.zeros((0, 0)),
-             "is_regression": np.zeros(0, dtype=bool)}
-    return next(iter(predictions.values()), empty)
-
-
-def _classification(pred: Mapping[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Tag names, binary truth and scores of the classification tags only."""
-    keep = ~np.asarray(pred["is_regression"], dtype=bool)
-    tags = [t for t, k in zip(pred["tags"], keep) if k]
-    return tags, np.asarray(pred["y_true"])[:, keep] >= 0.5, np.asarray(pred["y_score"])[:, keep]
-
-
-def example_predictions(predictions: Mapping[str, Mapping[str, Any]], *, n_examples: int = 5,
-                        top_k: int = 5) -> pd.DataFrame:
-    """A few test clips (spread over the sorted ids): ground-truth tags and each model's top-k tags."""
-    first = _reference(predictions)
-    tags, truth, _ = _classification(first)
-    count = len(first["track_ids"])
-    picks = np.unique(np.linspace(0, count - 1, num=min(n_examples, count)).round().astype(int))
-    rows = []
-    for index in picks:
-        row = {"track_id": first["track_ids"][index],
-               "ground truth": ", ".join(t for t, on in zip(tags, truth[index]) if on) or "(none)"}
-        for name, pred in predictions.items():
-            _, _, scores = _classification(pred)
-            best = np.argsort(-scores[index])[:top_k]
-            row[name] = ", ".join(f"{tags[j]} {scores[index, j]:.2f}" for j in best)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["track_id", "ground truth", *predictions])
-
-
-def exclusive_pairs(predictions: Mapping[str, Mapping[str, Any]], *, min_positives: int = 5,
-                    top: int = 8) -> pd.DataFrame:
-    """Classification tags that never occur together in the ground truth, most frequent pairs first."""
-    tags, truth, _ = _classification(_reference(predictions))
-    counts = truth.sum(axis=0)
-    together = truth.T.astype(int) @ truth.astype(int)  # (tags, tags) co-occurrence counts
-    rows = [{"tag_a": tags[a], "tag_b": tags[b], "positives_a": int(counts[a]), "positives_b": int(counts[b])}
-            for a in range(len(tags)) for b in range(a + 1, len(tags))
-            if together[a, b] == 0 and counts[a] >= min_positives and counts[b] >= min_positives]
-    table = pd.DataFrame(rows, columns=["tag_a", "tag_b", "positives_a", "positives_b"])
-    order = np.argsort(-np.minimum(table["positives_a"], table["positives_b"]).to_numpy(), kind="stable")
-    return table.iloc[order[:top]].reset_index(drop=True)
-
-
-def exclusive_pair_scores(predictions: Mapping[str, Mapping[str, Any]], pairs: pd.DataFrame, *,
-                          threshold: float = 0.5) -> pd.DataFrame:
-    """How often each model scores both tags of a never-together pair highly (§5.1: the GBT baseline does).
-
-    ``both_high``: share of test clips with both scores >= threshold; ``joint_score``: mean of the
-    smaller of the two scores.  Lower is better: the ground truth has 0 for both.
-    """
-    columns = ["pair"] + [f"{name} {what}" for name in predictions for what in ("both_high", "joint_score")]
-    rows = []
-    for pair in pairs.itertuples(index=False):
-        line = {"pair": f"{pair.tag_a} / {pair.tag_b}"}
-        for name, pred in predictions.items():
-            tags, _, scores = _classification(pred)
-            a, b = scores[:, tags.index(pair.tag_a)], scores[:, tags.index(pair.tag_b)]
-            line[f"{name} both_high"] = float(((a >= threshold) & (b >= threshold)).mean())
-            line[f"{name} joint_score"] = float(np.minimum(a, b).mean())
-        rows.append(line)
-    return pd.DataFrame(rows, columns=columns)
-
-
-def popularity_bias(predictions: Mapping[str, Mapping[str, Any]], *, top_k: int = 5) -> pd.DataFrame:
-    """Per tag: how common it is in the ground truth, and how often each model puts it in a clip's top-k.
-
-    The §5.1 observation ('biased towards predicting the popular tags') shows as top-k rates that
-    grow faster than the tag's prevalence.  ``truth top_k`` ranks the ground truth the same way.
-    """
-    tags, truth, _ = _classification(_reference(predictions))
-    table = pd.DataFrame({"tag": tags, "prevalence": truth.sum(axis=0) / max(len(truth), 1)})
-    table["truth top_k"] = _top_k_rate(truth.astype(float), top_k)
-    for name, pred in predictions.items():
-        _, _, scores = _classification(pred)
-        table[f"{name} top_k"] = _top_k_rate(scores, top_k)
-        table[f"{name} mean_score"] = scores.mean(axis=0)
-    return table.sort_values("prevalence", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def _top_k_rate(scores: np.ndarray, top_k: int) -> np.ndarray:
-    """Share of clips whose k highest-scored tags include each tag (ties broken by tag order)."""
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-    chosen = np.zeros_like(scores, dtype=bool)
-    np.put_along_axis(chosen, best, True, axis=1)
-    return chosen.sum(axis=0) / max(len(chosen), 1)
-
-
-def popular_share(bias: pd.DataFrame, *, popular: int = 5) -> pd.DataFrame:
-    """Share of all top-k slots taken by the ``popular`` most common tags, per model and in the truth."""
-    columns = [c for c in bias.columns if c.endswith(" top_k")]
-    head = bias.head(popular)
-    return pd.DataFrame([{"ranking": c[:-len(" top_k")], "share_of_top_k_slots": head[c].sum() / bias[c].sum()}
-                         for c in columns if bias[c].sum() > 0], columns=["ranking", "share_of_top_k_slots"])
-
-
-def plot_popularity_bias(bias: pd.DataFrame) -> plt.Figure:
-    """Top-k rate against prevalence per tag; on the diagonal = predicted as often as it occurs."""
-    figure, ax = plt.subplots(figsize=(5, 4))
-    columns = [c for c in bias.columns if c.endswith(" top_k")]
-    for column in columns:
-        ax.scatter(bias["prevalence"], bias[column], s=14, label=column[:-len(" top_k")], alpha=0.8)
-    ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1)
-    ax.set_xlabel("prevalence in the test ground truth")
-    ax.set_ylabel("share of clips with the tag in the top-k")
-    if bias.empty:
-        ax.text(0.5, 0.5, "no stored runs to compare yet", transform=ax.transAxes, ha="center")
-    else:
-        ax.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
-
-
 __all__ = [
-    "LinearFit", "METRICS", "NEUTRAL_FIELDS", "aligned_predictions", "choose_run", "config_key", "crossover",
-    "data_scale_fits", "example_predictions", "exclusive_pair_scores", "exclusive_pairs", "fit_line",
+    "LinearFit", "METRICS", "NEUTRAL_FIELDS", "config_key", "crossover",
+    "data_scale_fits", "fit_line",
     "format_table", "grid_runs", "paper_comparison", "paper_frame", "paper_model", "paper_overrides",
-    "plot_capacity", "plot_clip", "plot_curve", "plot_data_scale", "plot_first_layer", "plot_popularity_bias",
-    "popular_share", "popularity_bias", "preset_differences", "printed_params", "qualitative_predictions", "run_overview", "save_figure",
+    "plot_capacity", "plot_clip", "plot_curve", "plot_data_scale", "plot_first_layer", "choose_run", "plot_pretrained_taggram",
+    "preset_differences", "printed_params", "run_overview", "save_figure",
     "select_runs", "summarise", "table1", "tag_prevalence", "to_markdown", "trained_model", "write_table",
 ]

@@ -17,10 +17,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-try:
-    from test_train import TINY_TRAIN, one_thread, run_tiny, tiny_model  # noqa: F401
-except ImportError:  # tests collected as a package
-    from tests.test_train import TINY_TRAIN, one_thread, run_tiny, tiny_model  # noqa: F401
+from tests.tiny import TINY_TRAIN, run_tiny, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WORLD_SIZE = 2
 PER_RANK_BATCH = 4

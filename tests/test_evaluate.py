@@ -8,10 +8,9 @@ from torch import nn
 
 from study.evaluate import check_protocol, predict_clips, predict_windows, protocol, window_counts
 
-try:
-    from test_train import MemoryCache, one_thread  # noqa: F401  (the fixture applies here too)
-except ImportError:  # tests collected as a package
-    from tests.test_train import MemoryCache, one_thread  # noqa: F401
+from tests.tiny import MemoryCache
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class WindowMean(nn.Module):

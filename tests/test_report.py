@@ -10,7 +10,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from study import paper, report, results  # noqa: E402
+from study import paper, qualitative, report, results  # noqa: E402
 from study.config import RunConfig  # noqa: E402
 
 SIZES = (10, 30, 100)
@@ -222,24 +222,24 @@ def qualitative_predictions():
 
 def test_exclusive_pairs_are_found_and_scored_per_model():
     predictions = qualitative_predictions()
-    pairs = report.exclusive_pairs(predictions, min_positives=3)
+    pairs = qualitative.exclusive_pairs(predictions, min_positives=3)
     assert pairs[["tag_a", "tag_b"]].values.tolist()[0] == ["east coast", "west coast"]
     assert "tempo" not in set(pairs["tag_a"]) | set(pairs["tag_b"])  # regression tags are not paired
-    scores = report.exclusive_pair_scores(predictions, pairs.head(1))
+    scores = qualitative.exclusive_pair_scores(predictions, pairs.head(1))
     assert scores["gbt both_high"].iloc[0] == 1.0 and scores["net both_high"].iloc[0] == 0.0
 
 
 def test_popularity_bias_counts_top_k_slots():
     predictions = qualitative_predictions()
-    bias = report.popularity_bias(predictions, top_k=2)
+    bias = qualitative.popularity_bias(predictions, top_k=2)
     assert bias["tag"].iloc[0] == "vocals"  # the most common tag first
     assert bias["net top_k"].sum() == pytest.approx(2.0)  # k slots per clip
-    share = report.popular_share(bias, popular=1).set_index("ranking")["share_of_top_k_slots"]
+    share = qualitative.popular_share(bias, popular=1).set_index("ranking")["share_of_top_k_slots"]
     assert set(share.index) == {"truth", "net", "gbt"}
 
 
 def test_example_predictions_list_truth_and_each_models_top_tags():
-    examples = report.example_predictions(qualitative_predictions(), n_examples=2, top_k=3)
+    examples = qualitative.example_predictions(qualitative_predictions(), n_examples=2, top_k=3)
     assert len(examples) == 2
     assert examples["ground truth"].iloc[0] == "east coast, vocals"
     assert examples["net"].iloc[0].startswith("east coast 1.00, vocals 1.00")
@@ -249,7 +249,7 @@ def test_example_predictions_list_truth_and_each_models_top_tags():
 def test_aligned_predictions_keep_shared_clips_in_one_order():
     first = qualitative_predictions()["net"]
     second = {**first, "track_ids": first["track_ids"][::-1], "y_score": first["y_score"][::-1]}
-    a, b = report.aligned_predictions(first, second)
+    a, b = qualitative.aligned_predictions(first, second)
     assert a["track_ids"] == b["track_ids"]
     np.testing.assert_array_equal(a["y_score"], b["y_score"])
 
@@ -304,14 +304,14 @@ def test_trained_model_loads_the_best_checkpoint_of_the_largest_run(tmp_path):
 
 
 def test_qualitative_views_are_empty_not_broken_before_any_run(tmp_path):
-    predictions = report.qualitative_predictions(pd.DataFrame(columns=["run_id", "model", "train_size", "seed"]),
+    predictions = qualitative.qualitative_predictions(pd.DataFrame(columns=["run_id", "model", "train_size", "seed"]),
                                                  model="waveform", results_dir=tmp_path)
     assert predictions == {}
-    assert report.example_predictions(predictions).empty
-    assert report.exclusive_pair_scores(predictions, report.exclusive_pairs(predictions)).empty
-    bias = report.popularity_bias(predictions)
-    assert bias.empty and report.popular_share(bias).empty
-    assert report.plot_popularity_bias(bias).axes[0].texts
+    assert qualitative.example_predictions(predictions).empty
+    assert qualitative.exclusive_pair_scores(predictions, qualitative.exclusive_pairs(predictions)).empty
+    bias = qualitative.popularity_bias(predictions)
+    assert bias.empty and qualitative.popular_share(bias).empty
+    assert qualitative.plot_popularity_bias(bias).axes[0].texts
 
 
 def test_figure3_without_runs_still_draws_the_papers_panels():
