@@ -198,13 +198,13 @@ def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "result
 
 
 def save_figure(figure: plt.Figure, name: str, figures_dir: str | Path = "figures") -> tuple[Path, Path]:
-    """``<figures_dir>/<name>.png`` and ``.pdf``."""
+    """``<figures_dir>/<name>.png`` and ``.pdf``, without creation dates, so equal results give equal files."""
     folder = Path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = folder / f"{name}.png", folder / f"{name}.pdf"
-    for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
-    return paths
+    png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
+    figure.savefig(png, dpi=150, bbox_inches="tight")
+    figure.savefig(pdf, dpi=150, bbox_inches="tight", metadata={"CreationDate": None})
+    return png, pdf
 
 
 # ---- Table 1 and Figure 3: performance against training-set size (§5.1) ----------------------
