@@ -22,6 +22,7 @@ from torch import nn
 
 from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger
 from study.config import EvalConfig, RunConfig, add_config_arguments, config_from_args
+from study.data.patches import seconds_to_samples
 from study.device import (DistInfo, amp_enabled, barrier, resolve_device, seed_everything, setup_distributed,
                           teardown_distributed)
 from study.evaluate import SongSet, predict_clips, protocol
@@ -33,13 +34,6 @@ CURVE_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr
 
 
 # ---- settings derived from the config and the model ---------------------------------------------
-def seconds_to_samples(seconds: float, sample_rate: int) -> int:
-    samples = int(round(seconds * sample_rate))
-    if samples <= 0:
-        raise ValueError(f"{seconds} s at {sample_rate} Hz is no samples; expected a positive duration")
-    return samples
-
-
 def train_patch_samples(cfg: RunConfig, model: nn.Module) -> int:
     """Training patch length: patch_seconds (§4: 15 s, 3 s on MTT), or a baseline's fixed input."""
     fixed = getattr(model, "fixed_samples", None)
