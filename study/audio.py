@@ -83,13 +83,19 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False)
         self.register_buffer("filterbank", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        # STFT in float32 even under autocast: power spectra overflow float16.
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
+    def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, n_mels, frames) mel power, in float32 even under autocast."""
+        with torch.autocast(device_type=waveform.device.type, enabled=False):  # power spectra overflow float16
             spec = torch.stft(
                 waveform.float(), self.n_fft, hop_length=self.hop_length, window=self.window,
                 center=True, pad_mode="reflect", return_complex=True,
             )  # (batch, freq, frames)
-            power = spec.real.square() + spec.imag.square()
-            mel = torch.matmul(self.filterbank, power)  # (batch, n_mels, frames)
-            return torch.log10(1.0 + self.log_gain * mel).transpose(1, 2)  # (batch, frames, n_mels)
+            return torch.matmul(self.filterbank, spec.real.square() + spec.imag.square())
+
+    def compress(self, mel: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames) mel power -> (batch, frames, n_mels) log10(1 + gain * mel)."""
+        with torch.autocast(device_type=mel.device.type, enabled=False):
+            return torch.log10(1.0 + self.log_gain * mel.float()).transpose(1, 2)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.compress(self.mel_power(waveform))

@@ -73,7 +73,8 @@ def rng_state() -> dict[str, Any]:
         "numpy": {"kind": kind, "key": [int(k) for k in key], "position": int(position),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # this process's device only: touching every GPU would open a context on the other ranks' devices
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
     }
 
 
@@ -84,8 +85,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((numpy["kind"], np.asarray(numpy["key"], dtype=np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"][0].cpu())
 
 
 # ---- a trained tagger, for `study tag` and `study evaluate` ---------------------------------------

@@ -125,9 +125,10 @@ def _train(cfg: RunConfig, model: nn.Module, collection, cache, folder: Path, di
 
     train_ids = collection.ids("train", cfg.data.train_size)
     valid_ids = collection.ids("valid")
-    if not train_ids or not valid_ids:
-        raise ValueError(f"{collection.name}: {len(train_ids)} training and {len(valid_ids)} validation clips; "
-                         f"training needs both")
+    test_ids = collection.ids("test")
+    if not train_ids or not valid_ids or not test_ids:
+        raise ValueError(f"{collection.name}: {len(train_ids)} training, {len(valid_ids)} validation and "
+                         f"{len(test_ids)} test clips; a run needs all three")
     train_labels = collection.label_rows(train_ids)
     patches = RandomPatches(cache, train_ids, train_labels, patch_samples=train_patch_samples(cfg, model),
                             seed=cfg.train.seed)
@@ -250,7 +251,10 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     if checkpoint and training_fields:
         raise SystemExit(f"study evaluate --checkpoint keeps the checkpoint's training settings; only evaluation "
                          f"fields ({', '.join(EVAL_FIELDS)}) may be given, not {', '.join(training_fields)}")
-    if not checkpoint:
+    if checkpoint:  # the checkpoint's own config, with only the evaluation fields the user gave
+        trained = RunConfig.from_dict(load_checkpoint(checkpoint)["config"])
+        cfg = trained.with_overrides(**{name: getattr(args, name) for name in given})
+    else:
         trained = RunConfig.from_flat(args.preset, **{name: getattr(args, name) for name in training_fields})
         checkpoint = checkpoint_dir(trained) / BEST
     evaluate_checkpoint(cfg, checkpoint=checkpoint, results_dir=args.results_dir, force=args.force)

@@ -18,14 +18,16 @@ from study.report import BASELINE, choose_run
 
 def aligned_predictions(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[dict, dict]:
     """Two runs' predictions restricted to the test clips and tags they share, in the same order."""
-    shared_ids = [t for t in first["track_ids"] if t in set(second["track_ids"])]
-    shared_tags = [t for t in first["tags"] if t in set(second["tags"])]
+    second_ids, second_tags = set(second["track_ids"]), set(second["tags"])
+    shared_ids = [t for t in first["track_ids"] if t in second_ids]
+    shared_tags = [t for t in first["tags"] if t in second_tags]
     if not shared_ids or not shared_tags:
         raise ValueError("the two runs share no test clips or no tags: were they evaluated on the same data?")
 
     def take(pred: Mapping[str, Any]) -> dict:
-        rows = [pred["track_ids"].index(t) for t in shared_ids]
-        cols = [pred["tags"].index(t) for t in shared_tags]
+        row_of = {t: i for i, t in enumerate(pred["track_ids"])}
+        col_of = {t: j for j, t in enumerate(pred["tags"])}
+        rows, cols = [row_of[t] for t in shared_ids], [col_of[t] for t in shared_tags]
         return {"track_ids": shared_ids, "tags": shared_tags, "y_true": np.asarray(pred["y_true"])[np.ix_(rows, cols)],
                 "y_score": np.asarray(pred["y_score"])[np.ix_(rows, cols)],
                 "is_regression": np.asarray(pred["is_regression"])[cols]}

@@ -350,18 +350,26 @@ def _fit_input_stats(model: nn.Module, train_data: Dataset, cfg: TrainConfig) ->
 
 
 def _check_same_run(path: Path, state: dict, run_config: dict | None, cfg: TrainConfig) -> None:
-    saved = state.get("config") if run_config is not None else state.get("train_config")
-    expected = run_config if run_config is not None else asdict(cfg)
-    if saved != expected:
+    """Refuse another experiment's checkpoint; where a run executes (device, workers, folders) may change."""
+    from study.config import EXECUTION_ONLY, RunConfig
+
+    if run_config is not None:
+        saved, expected = state.get("config"), run_config
+        same = saved is not None and RunConfig.from_dict(saved).config_hash() == RunConfig.from_dict(expected).config_hash()
+    else:
+        ignored = EXECUTION_ONLY["train"]
+        saved = {k: v for k, v in (state.get("train_config") or {}).items() if k not in ignored}
+        expected = {k: v for k, v in asdict(cfg).items() if k not in ignored}
+        same = saved == expected
+    if not same:
         raise ValueError(f"{path}: this checkpoint belongs to another configuration; delete its folder or use the "
                          f"run's own checkpoint folder (saved {saved}, asked {expected})")
 
 
 def count_parameters(model: nn.Module) -> int:
-    try:
-        from study.models import count_params
-    except ImportError:  # models not written yet: every trainable tensor
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """TF-style count for the study's models; every trainable tensor for any other module."""
+    from study.models import count_params
+
     return int(count_params(model))
 
 

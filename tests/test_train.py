@@ -147,6 +147,16 @@ def test_another_configuration_refuses_the_checkpoint(reference):
         run_tiny(folder, replace(TINY_TRAIN, learning_rate=0.5))
 
 
+def test_a_run_resumes_on_another_device_or_folder_but_not_with_another_setting(tmp_path):
+    cfg = RunConfig(train=replace(TINY_TRAIN, max_epochs=1))
+    run_tiny(tmp_path, cfg.train, run_config=cfg.to_dict())
+    moved = cfg.with_overrides(device="cuda", num_workers=4, cache_dir="elsewhere", data_root="/mnt/copy")
+    assert moved.run_id == cfg.run_id
+    run_tiny(tmp_path, cfg.train, run_config=moved.to_dict())  # finished: loaded, not refused
+    with pytest.raises(ValueError, match="another configuration"):
+        run_tiny(tmp_path, cfg.train, run_config=cfg.with_overrides(learning_rate=0.5).to_dict())
+
+
 def test_checkpoints_hold_the_contract_fields_input_stats_and_thresholds(reference):
     result, folder = reference
     best, last = load_checkpoint(folder / BEST), load_checkpoint(folder / LAST)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "valid", "test")
+# description entries that say where the files are, not what they are: left out of the manifest hash
+LOCATION_KEYS = ("data_root", "audio_root", "table", "missing")
 
 
 @dataclass
@@ -76,8 +78,9 @@ class Collection:
 
     def drop(self, track_ids: list[str]) -> "Collection":
         """A copy without these tracks (e.g. audio that failed to decode)."""
-        keep = ~self.tracks.index.isin(track_ids)
-        order = None if self.train_order is None else [t for t in self.train_order if t not in set(track_ids)]
+        dropped = set(track_ids)
+        keep = ~self.tracks.index.isin(dropped)
+        order = None if self.train_order is None else [t for t in self.train_order if t not in dropped]
         return Collection(self.name, self.tracks[keep], list(self.tags), self.labels[keep], self.loader,
                           self.regression_tags, dict(self.description), order)
 
@@ -92,7 +95,9 @@ class Collection:
         """
         h = hashlib.sha1()
         h.update(json.dumps([self.name, self.tags, sorted(self.regression_tags)]).encode())
-        h.update(json.dumps(self.description, sort_keys=True, default=str).encode())
+        # where the files live is not what they are: moved data keep their hash (and their cache)
+        described = {k: v for k, v in self.description.items() if k not in LOCATION_KEYS}
+        h.update(json.dumps(described, sort_keys=True, default=str).encode())
         h.update("\n".join(f"{i}\t{s}" for i, s in zip(self.tracks.index, self.tracks["split"])).encode())
         h.update(np.ascontiguousarray(self.labels).tobytes())
         return h.hexdigest()[:16]

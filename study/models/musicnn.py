@@ -55,19 +55,11 @@ class MusicnnInput(nn.Module):
         self.float16_mel = float16_mel
         self.n_fft, self.hop_length, self.sample_rate = audio_cfg.n_fft, audio_cfg.hop_length, audio_cfg.sample_rate
 
-    def mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Mel power (batch, n_mels, frames) with LogMel's window and filterbank, in float32."""
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            spec = torch.stft(waveform.float(), self.n_fft, hop_length=self.hop_length, window=self.logmel.window,
-                              center=True, pad_mode="reflect", return_complex=True)  # (batch, freq, frames)
-            return torch.matmul(self.logmel.filterbank, spec.real.square() + spec.imag.square())
-
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        if not self.float16_mel:
-            return self.logmel(waveform)
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            mel = self.mel(waveform).half().float()  # the package's float16 storage, then float32 arithmetic
-            return torch.log10(1.0 + self.logmel.log_gain * mel).transpose(1, 2)  # (batch, frames, n_mels)
+        mel = self.logmel.mel_power(waveform)  # (batch, n_mels, frames), float32
+        if self.float16_mel:
+            mel = mel.half().float()  # the package's float16 storage, then float32 arithmetic
+        return self.logmel.compress(mel)  # (batch, frames, n_mels)
 
     def fit(self, waveforms: Iterable[torch.Tensor]) -> None:
         """Nothing to fit: musicnn normalises with its input batch norm."""
