@@ -26,7 +26,7 @@ from study.data.patches import seconds_to_samples
 from study.device import (DistInfo, amp_enabled, barrier, resolve_device, seed_everything, setup_distributed,
                           teardown_distributed)
 from study.evaluate import SongSet, predict_clips, protocol
-from study.metrics import bootstrap_ci, bootstrap_per_tag, evaluate_predictions
+from study.metrics import score_test_set
 from study.train import TrainResult, train
 
 EVAL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalConfig))
@@ -160,21 +160,16 @@ def _score_and_write(cfg: RunConfig, model: nn.Module, collection, cache, *, his
     timings = {**timings, "test": time.perf_counter() - started}
     y_true = collection.label_rows(test_ids)
     tags, is_regression = list(collection.tags), collection.is_regression
-    scored = evaluate_predictions(y_true, scores, tags, is_regression)
-    boot = {"samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence, "seed": cfg.train.seed}
-    ci = bootstrap_ci(y_true, scores, is_regression, **boot)
-    per_tag = pd.concat([scored["per_tag"], bootstrap_per_tag(y_true, scores, is_regression, **boot)], axis=1)
-    overall = {k: v for k, v in scored["overall"].items() if k != "n_clips"}
-    metrics = {"overall": overall, "ci": {k: list(v) for k, v in ci.items()}, "excluded": scored["excluded"],
-               "n_test": len(test_ids)}
-    excluded = scored["excluded"]
+    metrics, per_tag = score_test_set(y_true, scores, tags, is_regression, samples=cfg.eval.bootstrap_samples,
+                                      confidence=cfg.eval.confidence, seed=cfg.train.seed)
+    overall, ci, excluded = metrics["overall"], metrics["ci"], metrics["excluded"]
     print(f"test ({len(test_ids)} clips): " + "  ".join(
         f"{name} {value:.4f} [{ci[name][0]:.4f}, {ci[name][1]:.4f}]" for name, value in overall.items()
         if not np.isnan(value)) + (f"  ({len(excluded)} tags without positives or negatives left out, e.g. "
                                    f"{', '.join(excluded[:5])})" if excluded else ""))
     curve = pd.DataFrame(history, columns=list(CURVE_COLUMNS)) if history else None
     record = protocol(**windows, sample_rate=cfg.audio.sample_rate, n_windows=n_windows,
-                      bootstrap={**boot, "method": "percentile, clips resampled with replacement"},
+                      bootstrap=metrics["bootstrap"],
                       rmse="sqrt of the mean squared error over every (clip, regression tag) pair",
                       training=training)
     predictions = {"track_ids": test_ids, "y_true": y_true, "y_score": scores, "tags": tags,

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
@@ -136,7 +135,7 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
     """
     from study.data import load_collection
     from study.data.cache import default_workers, ensure_cache
-    from study.metrics import bootstrap_ci, bootstrap_per_tag, evaluate_predictions
+    from study.metrics import score_test_set
 
     cfg = cfg.with_overrides(model="gbt")
     run_id = gbt_run_id(cfg, params)
@@ -163,12 +162,11 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
                                 valid_x=x["valid"], valid_y=y["valid"], workers=workers)
     with _timed(timings, "test"):
         y_score = predict_tag_models(models, x["test"])  # (test clips, tags)
-        scored = evaluate_predictions(y["test"], y_score, collection.tags, is_regression)
-        boot = {"samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence, "seed": cfg.train.seed}
-        ci = bootstrap_ci(y["test"], y_score, is_regression, **boot)
-        per_tag = pd.concat([scored["per_tag"], bootstrap_per_tag(y["test"], y_score, is_regression, **boot)], axis=1)
+        metrics, per_tag = score_test_set(y["test"], y_score, collection.tags, is_regression,
+                                          samples=cfg.eval.bootstrap_samples, confidence=cfg.eval.confidence,
+                                          seed=cfg.train.seed)
     per_tag["gbt_iterations"] = [model.n_iter_ for model in models]
-    overall = {name: scored["overall"][name] for name in results.METRICS}
+    overall = metrics["overall"]
     protocol = {
         "predictor": "gbt: one gradient-boosted tree model per tag (§5.1)",
         "aggregation": "none: one descriptor vector per whole clip",
@@ -176,11 +174,11 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
                         "hop": features.HOP, "families": ["timbre", "rhythm", "harmony"]},
         "early_stopping": "validation split" if len(ids["valid"]) else "none (no validation split)",
         "train_size": len(ids["train"]), "sample_rate": cfg.audio.sample_rate,
-        "bootstrap": {**boot, "method": "percentile, clips resampled with replacement"},
+        "bootstrap": metrics["bootstrap"],
     }
     run_dir = results.write_run(
         results_dir, run_id, config={**cfg.to_dict(), "gbt": asdict(params)},
-        metrics={"overall": overall, "ci": ci, "excluded": scored["excluded"], "n_test": len(ids["test"])},
+        metrics=metrics,
         per_tag=per_tag, curve=None, protocol=protocol, provenance=results.provenance(collection, timings),
         predictions={"track_ids": ids["test"], "y_true": y["test"], "y_score": y_score, "tags": collection.tags,
                      "is_regression": is_regression},

@@ -206,6 +206,23 @@ def bootstrap_per_tag(y_true: np.ndarray, y_score: np.ndarray, is_regression: np
     return pd.DataFrame(columns)
 
 
+def score_test_set(y_true: np.ndarray, y_score: np.ndarray, tags: Sequence[str], is_regression: np.ndarray, *,
+                   samples: int, confidence: float, seed: int) -> tuple[dict, pd.DataFrame]:
+    """What every run stores of its test set, whatever predicted it (network, GBT, released tagger).
+
+    Returns metrics.json's dict (overall means, bootstrap CIs, excluded tags, n_test and the bootstrap
+    settings) and the per-tag table with its own CIs.
+    """
+    boot = {"samples": samples, "confidence": confidence, "seed": seed}
+    scored = evaluate_predictions(y_true, y_score, tags, is_regression)
+    ci = bootstrap_ci(y_true, y_score, is_regression, **boot)
+    per_tag = pd.concat([scored["per_tag"], bootstrap_per_tag(y_true, y_score, is_regression, **boot)], axis=1)
+    metrics = {"overall": {name: scored["overall"][name] for name in METRICS},
+               "ci": {name: list(bounds) for name, bounds in ci.items()}, "excluded": scored["excluded"],
+               "n_test": len(y_true), "bootstrap": {**boot, "method": "percentile, clips resampled with replacement"}}
+    return metrics, per_tag
+
+
 def paired_bootstrap(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, is_regression: np.ndarray, *,
                      samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict[str, float]]:
     """Compare two systems scored on the same clips: {metric: {diff, lo, hi, p}} with diff = a - b.

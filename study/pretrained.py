@@ -19,12 +19,10 @@ import importlib.util
 import re
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
@@ -130,13 +128,6 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torc
     return model, meta
 
 
-# "module:function(device)" loaders for study.tag's registry
-load_MTT_musicnn = partial(load_pretrained, "MTT_musicnn")
-load_MSD_musicnn = partial(load_pretrained, "MSD_musicnn")
-load_MTT_vgg = partial(load_pretrained, "MTT_vgg")
-load_MSD_vgg = partial(load_pretrained, "MSD_vgg")
-
-
 # ---- musicnn's prediction protocol -----------------------------------------------------------------
 @torch.inference_mode()
 def taggram(model: torch.nn.Module, audio: np.ndarray | torch.Tensor, *, patch_frames: int = PATCH_FRAMES,
@@ -205,7 +196,7 @@ def evaluate_pretrained(name: str, cfg: RunConfig | DataConfig | None = None, *,
     from study import results
     from study.data import load_collection
     from study.data.cache import ensure_cache
-    from study.metrics import bootstrap_ci, bootstrap_per_tag, evaluate_predictions
+    from study.metrics import score_test_set
 
     run_cfg = run_config(name)
     if isinstance(cfg, DataConfig):
@@ -230,23 +221,20 @@ def evaluate_pretrained(name: str, cfg: RunConfig | DataConfig | None = None, *,
     scores = np.stack([song_scores(model, cache.read(t), batch_size=batch_size)[columns] for t in test_ids])
     timings = {"test": time.perf_counter() - started}
     y_true, is_regression = collection.label_rows(test_ids), collection.is_regression
-    scored = evaluate_predictions(y_true, scores, list(collection.tags), is_regression)
-    boot = {"samples": run_cfg.eval.bootstrap_samples, "confidence": run_cfg.eval.confidence, "seed": run_cfg.train.seed}
-    ci = bootstrap_ci(y_true, scores, is_regression, **boot)
-    overall = {k: v for k, v in scored["overall"].items() if k != "n_clips"}
-    metrics = {"overall": overall, "ci": {k: list(v) for k, v in ci.items()}, "excluded": scored["excluded"],
-               "n_test": len(test_ids), "reported": meta["reported"]}
-    reported = meta["reported"]
+    metrics, per_tag = score_test_set(y_true, scores, list(collection.tags), is_regression,
+                                      samples=run_cfg.eval.bootstrap_samples, confidence=run_cfg.eval.confidence,
+                                      seed=run_cfg.train.seed)
+    reported = metrics["reported"] = meta["reported"]  # the package's own experiment.result, beside ours
+    overall = metrics["overall"]
     print(f"{name} on {collection.name} test ({len(test_ids)} clips): ROC-AUC {overall['roc_auc']:.4f}, "
           f"PR-AUC {overall['pr_auc']:.4f}; experiment.result: ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
           f"PR-AUC {reported.get('pr_auc', float('nan')):.4f}")
     protocol = {"aggregation": "mean", "patch_frames": PATCH_FRAMES, "hop_frames": PATCH_FRAMES,
                 "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
                 "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
-                "output": "sigmoid probabilities", "pretrained": name, "bootstrap": boot}
+                "output": "sigmoid probabilities", "pretrained": name, "bootstrap": metrics["bootstrap"]}
     predictions = {"track_ids": test_ids, "y_true": y_true, "y_score": scores, "tags": list(collection.tags),
                    "is_regression": is_regression}
-    per_tag = pd.concat([scored["per_tag"], bootstrap_per_tag(y_true, scores, is_regression, **boot)], axis=1)
     return results.write_run(results_dir, run_cfg.run_id, config=run_cfg.to_dict(), metrics=metrics, per_tag=per_tag,
                              curve=None, protocol=protocol, provenance=results.provenance(collection, timings),
                              predictions=predictions, overwrite=True)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,33 +24,14 @@ from study.config import RunConfig
 from study.data.patches import seconds_to_samples
 from study.evaluate import predict_windows
 
-# name -> "module:function(device) -> (model, meta)": the released musicnn taggers (issue 7, study.pretrained)
-PRETRAINED: dict[str, str] = {
-    name: f"study.pretrained:load_{name}" for name in ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
-}
-
-
-def register_pretrained(name: str, loader: str) -> None:
-    """Make ``--pretrained NAME`` load with ``loader`` ("module:function", called with a torch device)."""
-    PRETRAINED[name] = loader
-
-
-def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A pretrained tagger by name -> (model, meta), meta as :func:`study.checkpoint.load_tagger` gives it."""
-    if name not in PRETRAINED:
-        known = ", ".join(sorted(PRETRAINED)) or "none registered"
-        raise ValueError(f"unknown pretrained model {name!r}; known: {known}")
-    module_name, function = PRETRAINED[name].split(":")
-    loader: Callable = getattr(importlib.import_module(module_name), function)
-    return loader(torch.device(device))
-
-
 def load_model(*, checkpoint: str | None = None, pretrained: str | None = None,
                device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """(model, meta) from a checkpoint file or a registered pretrained name (exactly one of them)."""
+    """(model, meta) from a checkpoint file or a released tagger's name (exactly one of them)."""
     if (checkpoint is None) == (pretrained is None):
         raise ValueError("give exactly one of a checkpoint path or a pretrained model name")
     if pretrained is not None:
+        from study.pretrained import load_pretrained  # issue 7: musicnn's MTT/MSD taggers
+
         return load_pretrained(pretrained, device)
     from study.checkpoint import load_tagger
 
@@ -207,7 +187,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files (any format, rate, channels, length)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by `study train`")
-    source.add_argument("--pretrained", metavar="NAME", help="a registered pretrained model")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a released tagger: MTT_musicnn, MSD_musicnn, MTT_vgg or MSD_vgg (study.pretrained)")
     parser.add_argument("--patch-seconds", type=float, default=None,
                         help="window length (default: the model's evaluation patch, e.g. 15 s; 3 s on MTT)")
     parser.add_argument("--overlap", type=float, default=0.0,

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from study.metrics import (bootstrap_ci, bootstrap_per_tag, evaluate_predictions, paired_bootstrap,
-                           resample_weights, tune_thresholds, weighted_auc)
+                           resample_weights, score_test_set, tune_thresholds, weighted_auc)
 
 
 def random_task(n_clips=300, n_tags=6, seed=0, n_regression=2):
@@ -130,3 +130,20 @@ def test_thresholds_maximise_f1_per_classification_tag():
     y_score = np.array([[0.8, 0.2], [0.6, 0.5], [0.4, 0.8], [0.1, 0.3]])
     thresholds = tune_thresholds(y_true, y_score, ["separable", "level"], np.array([False, True]))
     assert thresholds == {"separable": 0.6, "level": None}
+
+
+def test_score_test_set_is_what_every_run_stores():
+    rng = np.random.default_rng(4)
+    y_true = np.column_stack([rng.random(60) < 0.4, np.zeros(60), rng.random(60)]).astype(np.float32)
+    y_score = np.clip(y_true + rng.normal(0, 0.4, y_true.shape), 0, 1)
+    is_regression = np.array([False, False, True])
+    metrics, per_tag = score_test_set(y_true, y_score, ["a", "never", "level"], is_regression,
+                                      samples=200, confidence=0.9, seed=1)
+    direct = evaluate_predictions(y_true, y_score, ["a", "never", "level"], is_regression)["overall"]
+    assert metrics["overall"]["roc_auc"] == pytest.approx(direct["roc_auc"])
+    assert metrics["overall"]["rmse"] == pytest.approx(direct["rmse"])
+    assert metrics["excluded"] == ["never"] and metrics["n_test"] == 60
+    lo, hi = metrics["ci"]["roc_auc"]
+    assert lo <= metrics["overall"]["roc_auc"] <= hi
+    assert metrics["bootstrap"]["samples"] == 200 and metrics["bootstrap"]["confidence"] == 0.9
+    assert {"roc_auc_lo", "roc_auc_hi"} <= set(per_tag.columns) and list(per_tag["tag"]) == ["a", "never", "level"]

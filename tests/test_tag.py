@@ -175,8 +175,11 @@ def _load_tiny(device):
     return TinyTagger().to(device), _meta({"rock": 0.5, "piano": 0.9, "loud": 0.01, "acoustic": None})
 
 
-def test_pretrained_name_is_resolved_through_the_registry(audio_files, capsys, monkeypatch):
-    monkeypatch.setitem(tag.PRETRAINED, "tiny", f"{__name__}:_load_tiny")
+def test_pretrained_name_is_loaded_by_study_pretrained(audio_files, capsys, monkeypatch):
+    import study.pretrained
+
+    monkeypatch.setattr(study.pretrained, "load_pretrained",
+                        lambda name, device: _load_tiny(device) if name == "tiny" else pytest.fail(name))
     code, out, _ = _cli([audio_files["mono"], "--pretrained", "tiny", "--thresholds", "--top-k", "1"], capsys)
     assert code == 0 and json.loads(out)[0]["positive_tags"] == ["rock", "loud"]
 
