@@ -110,12 +110,6 @@ def main() -> None:
     if args.model_steps <= 0:
         return
     print(f"\nmodels, forward+backward+Adam step, batch {args.batch_size}, {args.threads} torch thread(s)")
-    try:
-        import study.models  # noqa: F401
-        from study.models import build_model  # noqa: F401
-    except ImportError as error:
-        print(f"skipped: study.models.build_model is not importable yet ({error})")
-        return
     print(f"{'model':>12} {'patch':>6} {'clips/s':>8}")
     for model_name in ("waveform", "spectrogram"):
         for patch_seconds in (3.0, 15.0):

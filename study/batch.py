@@ -37,9 +37,10 @@ from typing import Any
 
 import yaml
 
+from study import REPOSITORY_ROOT
 from study.config import RunConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = REPOSITORY_ROOT
 GRIDS_DIR = REPO_ROOT / "grids"
 KERNEL = "python3"  # the kernelspec papermill starts; jupyter maps 'python' in it to this interpreter
 GBT_MODEL = "gbt"  # model name of the Table 1 baseline (study.gbt)

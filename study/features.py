@@ -16,6 +16,7 @@ from typing import Iterable, Protocol
 
 import librosa
 import numpy as np
+import pandas as pd
 
 FEATURE_VERSION = 1  # bump when a descriptor changes: cached matrices of another version are recomputed
 N_FFT = 2048  # 128 ms at 16 kHz: the usual analysis frame of descriptor extractors
@@ -107,10 +108,8 @@ def clip_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     return np.fromiter(clip_descriptors(audio, sample_rate).values(), dtype=np.float32)
 
 
-def feature_table(matrix: np.ndarray, track_ids: list[str], sample_rate: int = 16000) -> "pd.DataFrame":
+def feature_table(matrix: np.ndarray, track_ids: list[str], sample_rate: int = 16000) -> pd.DataFrame:
     """Descriptors as a DataFrame indexed by track id, with named columns (for notebooks)."""
-    import pandas as pd
-
     return pd.DataFrame(matrix, index=pd.Index(track_ids, name="track_id"), columns=feature_names(sample_rate))
 
 

@@ -35,7 +35,7 @@ def provenance(collection, timings: dict[str, float]) -> dict[str, Any]:
 
 def repository_root() -> Path:
     """The folder holding the ``study`` package (the git work tree when installed editable)."""
-    return Path(study.__file__).resolve().parent.parent
+    return study.REPOSITORY_ROOT
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

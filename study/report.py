@@ -21,8 +21,8 @@ import pandas as pd
 from scipy import stats
 
 from study.config import EXECUTION_ONLY, RunConfig, preset_config
+from study.metrics import METRICS
 
-METRICS = ("roc_auc", "pr_auc", "rmse")
 LABELS = {"roc_auc": "ROC-AUC (%)", "pr_auc": "PR-AUC (%)", "rmse": "√MSE"}
 PERCENT = ("roc_auc", "pr_auc")  # shown x100, as the paper prints them
 LOWER_IS_BETTER = ("rmse",)

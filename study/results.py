@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from study.config import RunConfig
+from study.metrics import METRICS
 from study.provenance import provenance  # re-exported: results.provenance(collection, timings)
 
 RUNS_FOLDER = "runs"
 MARKER = "COMPLETE"
-METRICS = ("roc_auc", "pr_auc", "rmse")
 _TEMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from study import REPOSITORY_ROOT
 from study.config import AudioConfig, DataConfig
 from study.data.collection import Collection
 
@@ -76,7 +77,7 @@ def resolve_cache_dir(cache_dir: str | Path) -> Path:
     path = Path(cache_dir).expanduser()
     if path.is_absolute():
         return path
-    root = Path(__file__).resolve().parents[2]
+    root = REPOSITORY_ROOT
     return (root / path) if (root / "pyproject.toml").is_file() else (Path.cwd() / path)
 
 
