@@ -8,7 +8,6 @@ fixed-length vector: MFCCs and spectral shape (timbre), onset strength, tempo an
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Iterable, Protocol
 import librosa
 import numpy as np
 import pandas as pd
+
+from study.atomic import atomic_open
 
 FEATURE_VERSION = 1  # bump when a descriptor changes: cached matrices of another version are recomputed
 N_FFT = 2048  # 128 ms at 16 kHz: the usual analysis frame of descriptor extractors
@@ -175,11 +176,7 @@ def _read_feature_cache(path: str | Path, names: list[str], sample_rate: int) ->
 
 
 def _write_feature_cache(path: str | Path, known: dict[str, np.ndarray], names: list[str], sample_rate: int) -> None:
-    """Write to a temporary file and rename, so a crash leaves the previous cache intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
+    """Written atomically, so a crash leaves the previous cache intact."""
+    with atomic_open(path) as handle:
         np.savez(handle, version=FEATURE_VERSION, sample_rate=sample_rate, names=np.asarray(names, dtype=str),
                  track_ids=np.asarray(list(known), dtype=str), features=np.stack(list(known.values())))
-    os.replace(temp, path)
