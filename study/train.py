@@ -299,7 +299,8 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     """One pass over the loader; returns the mean training loss over every rank's patches."""
     net.train()
     accumulate = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    total = torch.zeros(2, dtype=accumulate, device=device)  # (sum of loss x patches, patches), summed on device
+    loss_sum = torch.zeros((), dtype=accumulate, device=device)  # sum of loss x patches, kept on device
+    patches = 0
     bar = tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
     for step, (waveform, target) in enumerate(bar):
         waveform = waveform.to(device, dtype=torch.float32, non_blocking=True)  # (B, samples)
@@ -311,10 +312,11 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += torch.stack([loss.detach().to(accumulate) * len(target),
-                              torch.tensor(len(target), dtype=accumulate, device=device)])
+        loss_sum += loss.detach().to(accumulate) * len(target)
+        patches += len(target)
         if show and step % 10 == 0:
-            bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}")
+            bar.set_postfix(loss=f"{loss_sum.item() / max(patches, 1):.4f}")
+    total = torch.stack([loss_sum, torch.tensor(patches, dtype=accumulate, device=device)])
     if dist.distributed:
         torch_dist.all_reduce(total)
     mean = float(total[0] / total[1].clamp_min(1))
