@@ -84,18 +84,20 @@ class LogMel(nn.Module):
         self.register_buffer("filterbank", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
 
     def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(batch, samples) -> (batch, n_mels, frames) mel power, in float32 even under autocast."""
+        """(batch, samples) -> (batch, n_mels, frames) mel power, in float32 even under autocast (float64 stays)."""
         with torch.autocast(device_type=waveform.device.type, enabled=False):  # power spectra overflow float16
+            waveform = waveform if waveform.dtype == torch.float64 else waveform.float()
             spec = torch.stft(
-                waveform.float(), self.n_fft, hop_length=self.hop_length, window=self.window,
+                waveform, self.n_fft, hop_length=self.hop_length, window=self.window.to(waveform.dtype),
                 center=True, pad_mode="reflect", return_complex=True,
             )  # (batch, freq, frames)
-            return torch.matmul(self.filterbank, spec.real.square() + spec.imag.square())
+            return torch.matmul(self.filterbank.to(waveform.dtype), spec.real.square() + spec.imag.square())
 
     def compress(self, mel: torch.Tensor) -> torch.Tensor:
         """(batch, n_mels, frames) mel power -> (batch, frames, n_mels) log10(1 + gain * mel)."""
         with torch.autocast(device_type=mel.device.type, enabled=False):
-            return torch.log10(1.0 + self.log_gain * mel.float()).transpose(1, 2)
+            mel = mel if mel.dtype == torch.float64 else mel.float()
+            return torch.log10(1.0 + self.log_gain * mel).transpose(1, 2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.compress(self.mel_power(waveform))

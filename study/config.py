@@ -63,10 +63,12 @@ class TrainConfig:
     learning_rate: float = 1e-3  # Adam, as in the paper
     weight_decay: float = 0.0
     max_epochs: int = 50
-    patience: int = 8  # epochs without improvement of the early-stopping value
+    patience: int = 8  # epochs without improvement of the early-stopping value, then training stops
+    lr_patience: int = 0  # epochs without improvement, then the learning rate halves (the authors' schedule); 0 = never
+    epoch_patches: int = 0  # random training patches per epoch (validation after each); 0 = one per training clip
     early_stopping: str = "loss"  # loss (the authors' code) | roc_auc | pr_auc | rmse | auto
     patch_seconds: float = 15.0  # training patch length (3 s on MTT)
-    loss: str = "auto"  # auto (mse if any regression tag, else bce) | bce | mse
+    loss: str = "auto"  # auto (mse if any regression tag, else bce) | bce | mse | per_kind (bce binary, mse regression)
     class_weighting: bool = False  # future work named by the paper: imbalance-weighted loss
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

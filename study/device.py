@@ -7,10 +7,13 @@ The same code runs on a laptop CPU, one GPU, or several GPUs and nodes launched 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import os
 import random
+import sys
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -127,6 +130,28 @@ def describe(device: torch.device, amp: bool, info: DistInfo = DistInfo()) -> st
     if info.distributed:
         name += f", {info.world_size} processes"
     return name
+
+
+# ---- memory ------------------------------------------------------------------------------------
+@cache
+def keep_freed_memory() -> bool:
+    """Let glibc's allocator keep large freed blocks instead of handing them back to the OS.
+
+    By default glibc maps every block over 32 MB afresh and unmaps it when freed, so each training
+    step pays page faults for every large activation it allocates: about a quarter of a CPU
+    step's time here (benchmarks/bench_speed.py).  Raising the mapping and trimming thresholds
+    (``mallopt``) makes freed blocks reusable within the process.  Linux with glibc only; elsewhere,
+    or when the environment already sets ``MALLOC_MMAP_THRESHOLD_``, nothing changes.  Returns
+    whether the thresholds were set.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim_threshold, mmap_threshold = -1, -3  # mallopt parameter numbers from <malloc.h>
+        return bool(libc.mallopt(mmap_threshold, 2**30) and libc.mallopt(trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
 
 
 # ---- seeds and determinism ----------------------------------------------------------------------

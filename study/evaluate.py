@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from study.data.patches import window_starts, windows
-from study.device import autocast
+from study.device import autocast, keep_freed_memory
 
 AGGREGATION = "mean"  # of the windows' sigmoid probabilities (§4)
 
@@ -129,6 +129,7 @@ def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, pat
     if batch_size < 1 or patch_samples < 1 or hop_samples < 1:
         raise ValueError(f"predict_clips needs positive batch_size, patch_samples and hop_samples; got "
                          f"{batch_size}, {patch_samples}, {hop_samples}")
+    keep_freed_memory()
     read = clip_reader(cache)
     net = _unwrap(model)
     check_protocol(net, patch_samples=patch_samples, whole_clip=whole_clip)
@@ -161,6 +162,7 @@ def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, pat
 def predict_windows(model: nn.Module, audio: np.ndarray, *, patch_samples: int, hop_samples: int,
                     device: torch.device | str | None = None, batch_size: int = 16, amp: bool = False) -> np.ndarray:
     """One clip's per-window probabilities, (n_windows, tags): the taggram behind its song-level mean."""
+    keep_freed_memory()
     net = _unwrap(model)
     check_protocol(net, patch_samples=patch_samples, whole_clip=False)
     device = _model_device(net) if device is None else torch.device(device)

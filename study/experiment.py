@@ -30,7 +30,8 @@ from study.metrics import score_test_set
 from study.train import TrainResult, train
 
 EVAL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalConfig))
-CURVE_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "valid_rmse", "lr", "seconds")
+CURVE_COLUMNS = ("epoch", "patches", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "valid_rmse", "lr",
+                 "seconds")
 
 
 # ---- settings derived from the config and the model ---------------------------------------------
@@ -131,7 +132,7 @@ def _train(cfg: RunConfig, model: nn.Module, collection, cache, folder: Path, di
                          f"{len(test_ids)} test clips; a run needs all three")
     train_labels = collection.label_rows(train_ids)
     patches = RandomPatches(cache, train_ids, train_labels, patch_samples=train_patch_samples(cfg, model),
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, patches_per_epoch=cfg.train.epoch_patches)
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=collection.label_rows(valid_ids),
                     **eval_windows(cfg, model))
     return train(model, patches, valid=valid, cfg=cfg.train, checkpoint_dir=folder, tags=collection.tags,
@@ -141,7 +142,8 @@ def _train(cfg: RunConfig, model: nn.Module, collection, cache, folder: Path, di
 
 def _training_record(result: TrainResult) -> dict[str, Any]:
     return {"best_epoch": result.best_epoch, "epochs": len(result.history), "selection": result.selection,
-            "best_metric": result.best_metric, "checkpoint": str(result.checkpoint_dir / BEST)}
+            "best_metric": result.best_metric, "stop_reason": result.stop_reason,
+            "interruptions": result.interruptions, "checkpoint": str(result.checkpoint_dir / BEST)}
 
 
 def _score_and_write(cfg: RunConfig, model: nn.Module, collection, cache, *, history: list[dict], training: dict,
@@ -212,9 +214,12 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
         raise ValueError(f"{checkpoint}: trained on tags {meta['tags'][:5]}... "
                          f"but the collection has {collection.tags[:5]}...")
     last = checkpoint.with_name(LAST)
-    history = load_checkpoint(last)["history"] if last.is_file() else meta.get("history", [])
+    progress = load_checkpoint(last).get("progress", {}) if last.is_file() else {}
+    history = progress.get("history", meta.get("history", []))
     training = {"best_epoch": meta.get("epoch"), "epochs": len(history), "selection": meta.get("selection"),
-                "best_metric": meta.get("best_metric"), "checkpoint": str(checkpoint)}
+                "best_metric": meta.get("best_metric"),
+                "stop_reason": progress.get("stop_reason") if progress.get("finished") else "interrupted",
+                "interruptions": progress.get("interruptions", 0), "checkpoint": str(checkpoint)}
     return _score_and_write(cfg, model, collection, cache, history=history, training=training,
                             results_dir=results_dir, overwrite=True, timings={})
 

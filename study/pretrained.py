@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from study.device import keep_freed_memory
 from study.models.musicnn import PATCH_FRAMES, build_musicnn, build_musicnn_vgg, load_tf_variables
 from study.tfbundle import TensorBundle
 
@@ -139,6 +140,7 @@ def taggram(model: torch.nn.Module, audio: np.ndarray | torch.Tensor, *, patch_f
     one patch is zero-padded to one (musicnn itself refuses it).  With ``features`` also returns the
     penultimate features (n_patches, D): musicnn's 200-unit layer, the VGG's flattened pool5.
     """
+    keep_freed_memory()
     device = next(model.parameters()).device
     waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(device).reshape(-1)
     shortest = (patch_frames - 1) * model.input_stage.hop_length  # samples giving patch_frames centred frames

@@ -38,16 +38,20 @@ from tqdm import tqdm
 from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
 from study.config import TrainConfig
 from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_from_main, derived_seed, describe,
-                          resolve_device, seed_everything, set_deterministic)
+                          keep_freed_memory, resolve_device, seed_everything, set_deterministic)
 from study.evaluate import SongSet, predict_clips
 from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
 
-LOSSES = ("auto", "bce", "mse")
+LOSSES = ("auto", "bce", "mse", "per_kind")
+STOP_REASONS = ("early stopping", "epoch cap", "interrupted")
 
 
 # ---- loss ---------------------------------------------------------------------------------------
 def loss_kind(requested: str, is_regression: np.ndarray) -> str:
-    """'auto' -> MSE when any tag is a regression tag (the 1.2M set, §4), else cross-entropy."""
+    """'auto' -> MSE when any tag is a regression tag (the 1.2M set, §4 and footnote 7), else cross-entropy.
+
+    'per_kind' is cross-entropy on the binary tags and squared error on the regression tags.
+    """
     if requested not in LOSSES:
         raise ValueError(f"loss {requested!r} is not known; expected one of {LOSSES}")
     if requested == "auto":
@@ -75,33 +79,49 @@ class TaggingLoss(nn.Module):
     bce: binary cross-entropy with logits, ``pos_weight`` per tag when weighted.
     mse: squared error of sigmoid(logits); when weighted, a classification label y gets weight
          1 + (pos_weight - 1)·y (pos_weight for a positive, 1 for a negative), regression tags 1.
+    per_kind: bce on the tags flagged False in ``is_regression``, mse on the others; the mean
+         over every (clip, tag) entry, so each tag counts once whatever its kind.
     """
 
-    def __init__(self, *, kind: str, pos_weight: np.ndarray | None = None) -> None:
+    def __init__(self, *, kind: str, pos_weight: np.ndarray | None = None,
+                 is_regression: np.ndarray | None = None) -> None:
         super().__init__()
-        if kind not in ("bce", "mse"):
-            raise ValueError(f"loss kind {kind!r}; expected bce or mse")
+        if kind not in ("bce", "mse", "per_kind"):
+            raise ValueError(f"loss kind {kind!r}; expected bce, mse or per_kind")
+        if kind == "per_kind" and is_regression is None:
+            raise ValueError("the per_kind loss needs is_regression, one flag per tag")
         self.kind = kind
         weights = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)  # (tags,)
         self.register_buffer("pos_weight", weights)
+        regression = None if is_regression is None else torch.as_tensor(np.asarray(is_regression, bool))  # (tags,)
+        self.register_buffer("is_regression", regression)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits, targets = logits.float(), targets.float()
         if self.kind == "bce":
             return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
         squared_error = (torch.sigmoid(logits) - targets) ** 2  # (B, tags)
-        if self.pos_weight is not None:
-            squared_error = squared_error * (1 + (self.pos_weight - 1) * targets)
-        return squared_error.mean()
+        if self.kind == "mse":
+            if self.pos_weight is not None:
+                squared_error = squared_error * (1 + (self.pos_weight - 1) * targets)
+            return squared_error.mean()
+        cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight,
+                                                           reduction="none")  # (B, tags)
+        return torch.where(self.is_regression, squared_error, cross_entropy).mean()
 
 
-def probability_loss(kind: str, probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """The unweighted loss of song-level probabilities (validation loss; comparable across runs)."""
+def probability_loss(kind: str, probabilities: np.ndarray, targets: np.ndarray,
+                     is_regression: np.ndarray | None = None) -> float:
+    """The unweighted loss of song-level probabilities (validation loss; comparable across runs of one kind)."""
     p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
     y = np.asarray(targets, np.float64)
+    cross_entropy = -(y * np.log(p) + (1 - y) * np.log(1 - p))  # (clips, tags)
+    squared_error = (p - y) ** 2
     if kind == "bce":
-        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-    return float(((p - y) ** 2).mean())
+        return float(cross_entropy.mean())
+    if kind == "mse":
+        return float(squared_error.mean())
+    return float(np.where(np.asarray(is_regression, bool), squared_error, cross_entropy).mean())
 
 
 def build_loss(cfg: TrainConfig, is_regression: np.ndarray, train_labels: np.ndarray | None) -> TaggingLoss:
@@ -111,7 +131,7 @@ def build_loss(cfg: TrainConfig, is_regression: np.ndarray, train_labels: np.nda
         if train_labels is None:
             raise ValueError("class_weighting needs the training labels; pass train_labels= or a dataset with .labels")
         weights = positive_weights(train_labels, is_regression)
-    return TaggingLoss(kind=kind, pos_weight=weights)
+    return TaggingLoss(kind=kind, pos_weight=weights, is_regression=is_regression if kind == "per_kind" else None)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -143,24 +163,40 @@ def selection_value(name: str, record: dict[str, float]) -> float:
 
 @dataclass
 class Progress:
-    """What changes from epoch to epoch besides the weights; saved in last.pt."""
+    """What changes from epoch to epoch besides the weights; saved in last.pt.
+
+    After ``lr_patience`` epochs without a new best the learning rate halves and that count starts
+    again, as in the authors' training code; after ``patience`` epochs without a new best (not
+    reset by a halving) training stops.  ``stop_reason`` says which limit ended the run.
+    """
 
     epoch: int = 0  # last completed epoch
     best_metric: float = -math.inf
     best_epoch: int = 0
-    bad_epochs: int = 0
+    bad_epochs: int = 0  # epochs since the best one
+    plateau_epochs: int = 0  # epochs since the best one or the last halving of the learning rate
+    learning_rate: float = 0.0  # the rate the next epoch trains with (0 before the first epoch)
     finished: bool = False
+    stop_reason: str = ""  # one of STOP_REASONS once finished, or 'interrupted'
+    interruptions: int = 0  # times the run was stopped and resumed
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def update(self, epoch: int, value: float, patience: int, max_epochs: int) -> bool:
-        """Record epoch's selection value; True when it is the best so far.  Sets ``finished``."""
+    def update(self, epoch: int, value: float, cfg: TrainConfig) -> bool:
+        """Record epoch's selection value; True when it is the best so far.  Sets the next rate and ``finished``."""
         self.epoch = epoch
         improved = self.best_epoch == 0 or value > self.best_metric  # NaN never improves after epoch 1
         if improved:
-            self.best_metric, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+            self.best_metric, self.best_epoch, self.bad_epochs, self.plateau_epochs = float(value), epoch, 0, 0
         else:
             self.bad_epochs += 1
-        self.finished = epoch >= max_epochs or (patience > 0 and self.bad_epochs >= patience)
+            self.plateau_epochs += 1
+            if cfg.lr_patience > 0 and self.plateau_epochs >= cfg.lr_patience:
+                self.learning_rate /= 2
+                self.plateau_epochs = 0
+        if cfg.patience > 0 and self.bad_epochs >= cfg.patience:
+            self.finished, self.stop_reason = True, "early stopping"
+        elif epoch >= cfg.max_epochs:
+            self.finished, self.stop_reason = True, "epoch cap"
         return improved
 
 
@@ -175,6 +211,8 @@ class TrainResult:
     checkpoint_dir: Path
     epochs_run: int  # epochs trained by this call (0 when the run had finished before)
     seconds: float
+    stop_reason: str = ""  # early stopping | epoch cap (STOP_REASONS)
+    interruptions: int = 0  # times the run was stopped and resumed on its way
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -191,6 +229,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     describes this process: patches are sharded over ranks, rank 0 validates and saves.
     """
     started = time.perf_counter()
+    keep_freed_memory()
     checkpoint_dir = Path(checkpoint_dir)
     is_regression = np.asarray(is_regression, dtype=bool)
     tags = list(tags)
@@ -211,15 +250,18 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    run = Progress()
+    run = Progress(learning_rate=cfg.learning_rate)
     if state is not None:
         optimizer.load_state_dict(state["optimizer_state"])
         scaler.load_state_dict(state["scaler_state"])
         run = Progress(**state["progress"])
+        run.learning_rate = run.learning_rate or cfg.learning_rate
         set_rng_state(state["rng_state"])
+        if not run.finished:
+            run.interruptions += 1
         if dist.is_main:
             log(f"resuming {checkpoint_dir} after epoch {run.epoch} (best {selection} {run.best_metric:.4f} "
-                f"at epoch {run.best_epoch})" + (": already finished" if run.finished else ""))
+                f"at epoch {run.best_epoch})" + (f": already finished ({run.stop_reason})" if run.finished else ""))
 
     net = _wrap(model, device, dist)
     sampler = DistributedSampler(train_data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
@@ -238,6 +280,8 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
         sampler.set_epoch(epoch)
         if hasattr(train_data, "set_epoch"):
             train_data.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = run.learning_rate
         train_loss = _train_epoch(net, loader, optimizer, scaler, loss_fn, device, amp, dist,
                                   desc=f"epoch {epoch}/{cfg.max_epochs}", show=progress and dist.is_main)
         record = {"epoch": epoch, "train_loss": train_loss}
@@ -247,9 +291,10 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
                                    hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
                                    batch_size=cfg.batch_size, amp=amp)
             record.update(_validation_record(scores, valid.labels, tags, is_regression, loss_fn.kind))
-            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["lr"] = run.learning_rate
+            record["patches"] = (run.history[-1]["patches"] if run.history else 0) + len(train_data)
             record["seconds"] = time.perf_counter() - epoch_started
-            improved = run.update(epoch, selection_value(selection, record), cfg.patience, cfg.max_epochs)
+            improved = run.update(epoch, selection_value(selection, record), cfg)
             run.history.append(record)
             log(_epoch_line(record, run, selection, cfg))
         run = broadcast_from_main(dist, run)  # every rank stops together
@@ -272,7 +317,8 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     barrier(dist)
     return TrainResult(model=model, history=run.history, best_epoch=run.best_epoch, best_metric=run.best_metric,
                        selection=selection, thresholds=thresholds, checkpoint_dir=checkpoint_dir,
-                       epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started)
+                       epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started,
+                       stop_reason=run.stop_reason, interruptions=run.interruptions)
 
 
 def _save_epoch(folder: Path, common: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -329,7 +375,7 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
 def _validation_record(scores: np.ndarray, labels: np.ndarray, tags: Sequence[str], is_regression: np.ndarray,
                        kind: str) -> dict[str, float]:
     overall = evaluate_predictions(labels, scores, tags, is_regression)["overall"]
-    return {"valid_loss": probability_loss(kind, scores, labels), "valid_roc_auc": overall["roc_auc"],
+    return {"valid_loss": probability_loss(kind, scores, labels, is_regression), "valid_roc_auc": overall["roc_auc"],
             "valid_pr_auc": overall["pr_auc"], "valid_rmse": overall["rmse"]}
 
 
@@ -346,7 +392,8 @@ def _fit_input_stats(model: nn.Module, train_data: Dataset, cfg: TrainConfig) ->
         return
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(0)
-    picks = np.unique(np.linspace(0, len(train_data) - 1, min(cfg.norm_clips, len(train_data))).round().astype(int))
+    clips = getattr(train_data, "clips", len(train_data))
+    picks = np.unique(np.linspace(0, clips - 1, min(cfg.norm_clips, clips)).round().astype(int))
     chunks = [picks[i:i + cfg.batch_size] for i in range(0, len(picks), cfg.batch_size)]
     fit(torch.stack([torch.as_tensor(train_data[int(i)][0]) for i in chunk]) for chunk in chunks)  # (B, samples) each
 
@@ -390,5 +437,6 @@ def _header(model: nn.Module, run_config: dict | None, device: torch.device, amp
 def _epoch_line(record: dict[str, float], run: Progress, selection: str, cfg: TrainConfig) -> str:
     shown = [f"{key} {record[key]:.4f}" for key in ("train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc",
                                                      "valid_rmse") if not math.isnan(record[key])]
-    return (f"epoch {record['epoch']}/{cfg.max_epochs}  " + "  ".join(shown) +
-            f"  | best {selection} {run.best_metric:.4f} (epoch {run.best_epoch})  {record['seconds']:.1f} s")
+    ending = f"  -> stop: {run.stop_reason}" if run.finished else ""
+    return (f"epoch {record['epoch']}/{cfg.max_epochs}  " + "  ".join(shown) + f"  lr {record['lr']:.2g}"
+            f"  | best {selection} {run.best_metric:.4f} (epoch {run.best_epoch})  {record['seconds']:.1f} s{ending}")

@@ -203,9 +203,9 @@ def test_spectrogram_front_end_widths_and_pitch_invariance() -> None:
     net = tiny("spectrogram", frontend_multiplier=1.0).eval()
     frontend = net.frontend
     assert frontend.out_features == 29 * 16 == 464
-    image = torch.zeros(1, 1, 40, 96)
-    image[0, 0, 15:20, 40:46] = 1.0
-    shifted = torch.roll(image, 5, dims=3)  # the same timbre, five mel bins higher
+    image = torch.zeros(1, 96, 40)  # (batch, mels, frames)
+    image[0, 40:46, 15:20] = 1.0
+    shifted = torch.roll(image, 5, dims=1)  # the same timbre, five mel bins higher
     with torch.no_grad():
         for branch in frontend.timbral:
             if branch.height == 38:  # the blob stays inside every 38-bin filter position

@@ -51,6 +51,23 @@ def test_patch_shapes_content_and_padding(cache):
     assert short[699] == 700 and (short[700:] == 0).all()  # a 700-sample clip, zero-padded
 
 
+def test_an_epoch_of_more_patches_draws_every_track_equally_with_fresh_starts(cache):
+    ids = list(LENGTHS)
+    one_pass = patches(cache, seed=5)
+    longer = RandomPatches(cache, ids, np.eye(len(ids), 3), patch_samples=PATCH, seed=5, patches_per_epoch=10)
+    for data in (one_pass, longer):
+        data.set_epoch(2)
+    assert len(one_pass) == 4 and len(longer) == 10 and longer.clips == 4
+    # the first pass is the one-patch-per-track epoch, item for item
+    for index in range(4):
+        torch.testing.assert_close(longer[index][0], one_pass[index][0])
+    # items 4 and 8 are track 0 again (labels tell), each from its own start
+    assert [int(longer[i][1].argmax()) for i in (0, 4, 8)] == [0, 0, 0]
+    assert len({longer.start(i) for i in (3, 7)}) == 2  # the long track drawn twice, at two starts
+    with pytest.raises(ValueError, match="patches_per_epoch"):
+        RandomPatches(cache, ids, np.eye(len(ids), 3), patch_samples=PATCH, patches_per_epoch=-1)
+
+
 def test_patches_repeat_per_seed_and_epoch_and_change_between(cache):
     def starts(data, epoch):
         data.set_epoch(epoch)

@@ -19,7 +19,7 @@ from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunCo
 from study.data.collection import Collection
 from study.device import DistInfo, amp_enabled, derived_seed, resolve_device, set_deterministic, setup_distributed
 from study.evaluate import SongSet
-from study.train import Progress, TaggingLoss, loss_kind, positive_weights, selection_metric, train
+from study.train import Progress, TaggingLoss, loss_kind, positive_weights, probability_loss, selection_metric, train
 from tests.tiny import (CLIP_SAMPLES, PATCH_SAMPLES, REGRESSION, TAGS, TINY_TRAIN, TinyTagger, run_tiny,
                         synthetic_clip, tiny_data, tiny_model)
 
@@ -61,6 +61,22 @@ def test_weighted_losses_match_their_formulas():
     assert TaggingLoss(kind="mse")(logits, targets) < mse  # the weights raise the positives' errors
 
 
+def test_per_kind_loss_is_cross_entropy_on_binary_tags_and_squared_error_on_regression_tags():
+    logits = torch.tensor([[0.3, -1.0, 0.8], [2.0, 0.5, -0.2]])
+    targets = torch.tensor([[1.0, 0.25, 0.0], [0.0, 0.9, 1.0]])
+    is_regression = np.array([False, True, False])
+    p = torch.sigmoid(logits)
+    cross_entropy = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p))
+    squared_error = (p - targets) ** 2
+    expected = torch.where(torch.tensor(is_regression), squared_error, cross_entropy).mean()
+    loss = TaggingLoss(kind="per_kind", is_regression=is_regression)(logits, targets)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert probability_loss("per_kind", p.numpy(), targets.numpy(), is_regression) == pytest.approx(float(expected), abs=1e-6)
+    assert loss_kind("per_kind", is_regression) == "per_kind"
+    with pytest.raises(ValueError, match="needs is_regression"):
+        TaggingLoss(kind="per_kind")
+
+
 def test_selection_metric_prefers_roc_auc_then_rmse_then_loss():
     assert selection_metric(np.array([[1, 0.3], [0, 0.6]]), np.array([False, True])) == "valid_roc_auc"
     assert selection_metric(np.array([[1, 0.3], [1, 0.6]]), np.array([False, True])) == "-valid_rmse"
@@ -78,13 +94,29 @@ def test_selection_metric_by_name_defaults_to_validation_loss():
 
 
 def test_progress_stops_after_patience_epochs_without_improvement():
-    run = Progress()
-    assert run.update(1, 0.70, patience=2, max_epochs=10)
-    assert run.update(2, 0.75, patience=2, max_epochs=10)
-    assert not run.update(3, 0.75, patience=2, max_epochs=10)  # equal is not better
+    cfg = TrainConfig(patience=2, max_epochs=10)
+    run = Progress(learning_rate=cfg.learning_rate)
+    assert run.update(1, 0.70, cfg)
+    assert run.update(2, 0.75, cfg)
+    assert not run.update(3, 0.75, cfg)  # equal is not better
     assert not run.finished
-    assert not run.update(4, 0.60, patience=2, max_epochs=10)
+    assert not run.update(4, 0.60, cfg)
     assert run.finished and run.best_epoch == 2 and run.best_metric == 0.75
+    assert run.stop_reason == "early stopping"
+
+
+def test_progress_halves_the_learning_rate_on_plateaus_and_names_the_cap():
+    cfg = TrainConfig(patience=5, lr_patience=2, max_epochs=6, learning_rate=1e-3)
+    run = Progress(learning_rate=cfg.learning_rate)
+    for epoch, value in enumerate([0.5, 0.4, 0.4], start=1):  # best at 1, then two bad epochs: halve
+        run.update(epoch, value, cfg)
+    assert run.learning_rate == pytest.approx(5e-4) and run.plateau_epochs == 0 and run.bad_epochs == 2
+    run.update(4, 0.6, cfg)  # a new best keeps the halved rate and clears both counts
+    assert run.learning_rate == pytest.approx(5e-4) and run.bad_epochs == 0
+    run.update(5, 0.1, cfg)
+    run.update(6, 0.1, cfg)  # two more bad epochs: halve again, and epoch 6 is the cap
+    assert run.learning_rate == pytest.approx(2.5e-4)
+    assert run.finished and run.stop_reason == "epoch cap"
 
 
 # ---- the loop -----------------------------------------------------------------------------------

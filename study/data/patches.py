@@ -25,17 +25,19 @@ def seconds_to_samples(seconds: float, sample_rate: int = 16000) -> int:
 
 
 class RandomPatches(Dataset):
-    """Item i: a random ``patch_samples`` patch of track i and its labels.
+    """Item i: a random ``patch_samples`` patch of track ``i % clips`` and its labels.
 
-    The start is drawn from (seed, epoch, i) alone, so an epoch's patches are the same whatever
-    the DataLoader's order or worker count, and a resumed run draws what the interrupted one would
-    have.  Call :meth:`set_epoch` before iterating each epoch (DataLoader workers copy the dataset
-    when an iteration starts, so do not use ``persistent_workers``).  Clips shorter than a patch
-    are zero-padded at the end.
+    An epoch has ``patches_per_epoch`` items (0: one per track, the authors' epoch), so a small
+    training set can still see thousands of patches between two validations; every track is drawn
+    equally often.  The start of item i is drawn from (seed, epoch, i) alone, so an epoch's patches
+    are the same whatever the DataLoader's order or worker count, and a resumed run draws what the
+    interrupted one would have.  Call :meth:`set_epoch` before iterating each epoch (DataLoader
+    workers copy the dataset when an iteration starts, so do not use ``persistent_workers``).
+    Clips shorter than a patch are zero-padded at the end.
     """
 
     def __init__(self, cache: AudioCache, track_ids: Sequence[str], labels: np.ndarray, *,
-                 patch_samples: int, seed: int = 0) -> None:
+                 patch_samples: int, seed: int = 0, patches_per_epoch: int = 0) -> None:
         self.cache = cache
         self.track_ids = list(track_ids)
         self.labels = np.asarray(labels, dtype=np.float32)
@@ -50,7 +52,10 @@ class RandomPatches(Dataset):
         if missing:
             raise KeyError(f"{cache.directory}: {len(missing)} of the requested tracks are not in the cache, "
                            f"e.g. {missing[:5]}")
+        if patches_per_epoch < 0:
+            raise ValueError(f"patches_per_epoch must be >= 0 (0: one per track), got {patches_per_epoch}")
         self.patch_samples = int(patch_samples)
+        self.patches_per_epoch = int(patches_per_epoch) or len(self.track_ids)
         self.seed = int(seed)
         self.epoch = 0
         self.lengths = np.array([cache.length(t) for t in self.track_ids], dtype=np.int64)
@@ -59,19 +64,24 @@ class RandomPatches(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        return self.patches_per_epoch
+
+    @property
+    def clips(self) -> int:
         return len(self.track_ids)
 
     def start(self, index: int) -> int:
         """The first sample of item ``index``'s patch in the current epoch."""
-        latest_start = max(0, int(self.lengths[index]) - self.patch_samples)
+        latest_start = max(0, int(self.lengths[index % self.clips]) - self.patch_samples)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return int(rng.integers(0, latest_start + 1))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        audio = self.cache.read(self.track_ids[index], self.start(index), self.patch_samples)
+        clip = index % self.clips
+        audio = self.cache.read(self.track_ids[clip], self.start(index), self.patch_samples)
         waveform = np.zeros(self.patch_samples, dtype=np.float32)  # (patch_samples,)
         waveform[:len(audio)] = audio
-        return torch.from_numpy(waveform), torch.from_numpy(self.labels[index].copy())  # (patch,), (n_tags,)
+        return torch.from_numpy(waveform), torch.from_numpy(self.labels[clip].copy())  # (patch,), (n_tags,)
 
 
 def window_starts(n_samples: int, patch_samples: int, hop_samples: int) -> list[int]:

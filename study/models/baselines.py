@@ -81,8 +81,8 @@ def build_samplecnn(model_cfg: ModelConfig, *, n_tags: int, audio_cfg: AudioConf
     ops = [TimeOp("samplecnn conv 3 stride 3 (128)", 3, 3)]
     in_channels = 128
     for index, width in enumerate(SAMPLECNN_WIDTHS, start=2):
-        conv = ConvReluBN(dims=1, in_channels=in_channels, out_channels=width, kernel=3, padding=1, bn_first=True)
-        layers.append(nn.Sequential(conv, nn.MaxPool1d(3)))
+        layers.append(ConvReluBN(dims=1, in_channels=in_channels, out_channels=width, kernel=3, padding=1, bn_first=True,
+                                 pool=3))
         ops += [TimeOp(f"samplecnn layer {index}: conv 3 ({width})", 3, 1, 2), TimeOp(f"samplecnn layer {index}: max-pool 3", 3, 3)]
         in_channels = width
     layers.append(ConvReluBN(dims=1, in_channels=in_channels, out_channels=512, kernel=3, padding=1, bn_first=True))
@@ -137,8 +137,8 @@ class TimbreFrontend(nn.Module):
         self.out_features = sum(filters for _, shapes in TIMBRE_SHAPES for _, filters in shapes)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        image = self.image(logmel)  # (batch, 1, frames, mels)
-        return torch.cat([branch(image) for branch in self.branches], dim=1)  # (batch, 92, frames)
+        spectrogram = self.image(logmel)[:, 0].transpose(1, 2).contiguous()  # (batch, mels, frames), normalised
+        return torch.cat([branch(spectrogram) for branch in self.branches], dim=1)  # (batch, 92, frames)
 
     time_ops = (TimeOp("timbre front-end (widest 7 frames, 'same')", 7, 1, 6),)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from study.audio import LogMel
 from study.config import AudioConfig
+from study.models.fused import AxisPool, WindowPool, conv_norm_pool, fast_path
 
 BN_MOMENTUM = 0.01  # torch's momentum = 1 - TF's 0.99
 BN_EPS = 1e-3  # TF's default epsilon
@@ -45,16 +46,20 @@ class ScalarBatchNorm(nn.Module):
 
 
 class ConvReluBN(nn.Module):
-    """One convolution with bias, ReLU and batch norm, in the authors' order (BN after ReLU).
+    """One convolution with bias, ReLU and batch norm, in the authors' order (BN after ReLU),
+    optionally followed by a max-pool.
 
     ``dims`` picks Conv1d (feature maps (batch, channels, time)) or Conv2d ((batch, channels,
     time, freq)); ``norm`` is 'channel' (per filter), 'scalar' (:class:`ScalarBatchNorm`) or
-    'none'; ``bn_first`` gives conv -> BN -> ReLU, Lee et al.'s order for SampleCNN.
+    'none'; ``bn_first`` gives conv -> BN -> ReLU, Lee et al.'s order for SampleCNN; ``pool``
+    max-pools non-overlapping windows of that many steps along time (1-D only).  With per-channel
+    batch norm and a pool the three steps run pool-first (:mod:`study.models.fused`).
     """
 
     def __init__(
         self, *, dims: int, in_channels: int, out_channels: int, kernel: int | tuple[int, int],
         stride: int = 1, padding: int | str | tuple[int, int] = 0, norm: str = "channel", bn_first: bool = False,
+        pool: int | None = None,
     ) -> None:
         super().__init__()
         conv = {1: nn.Conv1d, 2: nn.Conv2d}[dims]
@@ -67,13 +72,21 @@ class ConvReluBN(nn.Module):
             self.norm = nn.Identity()
         else:
             raise ValueError(f"ConvReluBN: norm must be 'channel', 'scalar' or 'none', got {norm!r}")
+        if pool is not None and dims != 1:
+            raise ValueError(f"ConvReluBN: pool is for 1-D feature maps, got dims={dims}")
         self.bn_first = bn_first
+        self.pool = pool
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if self.bn_first:
-            return torch.relu(self.norm(x))
-        return self.norm(torch.relu(x))
+    def forward(self, x: torch.Tensor, pool: WindowPool | AxisPool | None = None) -> torch.Tensor:
+        """The block on ``x``; ``pool`` overrides the time window (e.g. a max over a whole axis)."""
+        pool = pool or (WindowPool(self.pool) if self.pool else None)
+        conv = self.conv
+        if fast_path(x, self.norm) and not isinstance(conv.padding, str):
+            return conv_norm_pool(x, conv.weight, conv.bias, self.norm, stride=conv.stride, padding=conv.padding,
+                                  relu_first=not self.bn_first, pool=pool)
+        z = conv(x)
+        y = torch.relu(self.norm(z)) if self.bn_first else self.norm(torch.relu(z))
+        return y if pool is None else pool.max(y)
 
 
 class VerticalFilters(nn.Module):
@@ -81,7 +94,13 @@ class VerticalFilters(nn.Module):
     the remaining frequency axis, so the same timbre is found at any pitch (§4, Figure 2).
 
     Time is zero-padded to keep its length (odd widths); frequency is not padded.
-    (batch, 1, time, mels) -> (batch, filters, time).
+    (batch, mels, time) -> (batch, filters, time).
+
+    The weights are a 2-D convolution's, (filters, 1, width, height).  A tall filter with one
+    input channel is a poor shape for CPU convolution kernels, so it runs as the equivalent 1-D
+    convolution over time with the mel bins as input channels: one output channel per (filter,
+    frequency position), its weights the filter shifted to that position (a banded matrix,
+    :func:`banded_weights`).  The sums are the same; only their order differs.
     """
 
     def __init__(self, *, width: int, height: int, filters: int, norm: str = "channel") -> None:
@@ -93,11 +112,33 @@ class VerticalFilters(nn.Module):
             dims=2, in_channels=1, out_channels=filters, kernel=(width, height), padding=(width // 2, 0), norm=norm,
         )
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.block(image).amax(dim=3)  # (batch, filters, time)
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        block = self.block
+        if not fast_path(spectrogram, block.norm):  # e.g. on a GPU: the 2-D convolution as it is
+            image = spectrogram.transpose(1, 2).unsqueeze(1)  # (batch, 1, frames, mels)
+            return block(image, AxisPool(3))  # (batch, filters, frames)
+        weight, positions = banded_weights(block.conv.weight, spectrogram.shape[1])  # (filters x positions, mels, width)
+        return conv_norm_pool(spectrogram, weight, block.conv.bias.repeat_interleave(positions), block.norm,
+                              stride=(1,), padding=(self.width // 2,), pool=AxisPool(2), positions=positions)
 
     def extra_repr(self) -> str:
         return f"{self.width}x{self.height}"
+
+
+def banded_weights(weight: torch.Tensor, mels: int) -> tuple[torch.Tensor, int]:
+    """A (filters, 1, width, height) 2-D kernel as 1-D convolution weights over ``mels`` input channels.
+
+    Output channel ``f * positions + p`` holds filter ``f`` placed at mel bins ``p .. p + height - 1``
+    and zeros elsewhere, for each of the ``positions = mels - height + 1`` valid placements.
+    Returns (weights (filters x positions, mels, width), positions); differentiable in ``weight``.
+    """
+    filters, _, width, height = weight.shape
+    positions = mels - height + 1
+    if positions < 1:
+        raise ValueError(f"a filter {height} mel bins tall does not fit {mels} mel bins")
+    padded = nn.functional.pad(weight[:, 0].transpose(1, 2), (0, 0, positions - 1, positions - 1))  # (F, 2 mels - height, width)
+    bands = padded.unfold(1, mels, 1)  # (F, positions, width, mels), position counted from the last
+    return bands.flip(1).permute(0, 1, 3, 2).reshape(filters * positions, mels, width), positions
 
 
 class DenseHead(nn.Module):

@@ -42,8 +42,8 @@ class WaveformFrontend(nn.Module):
         in_channels = 1
         for index, width in enumerate(widths):
             first = index == 0
-            conv = ConvReluBN(dims=1, in_channels=in_channels, out_channels=width, kernel=3, stride=3 if first else 1)
-            blocks.append(conv if first else nn.Sequential(conv, nn.MaxPool1d(3)))
+            blocks.append(ConvReluBN(dims=1, in_channels=in_channels, out_channels=width, kernel=3,
+                                     stride=3 if first else 1, pool=None if first else 3))
             in_channels = width
         self.layers = nn.Sequential(*blocks)
         self.widths = tuple(widths)
@@ -93,9 +93,9 @@ class SpectrogramFrontend(nn.Module):
         self.out_features = nf * sum(units for *_, units in self.TIMBRAL + self.TEMPORAL)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        image = logmel.unsqueeze(1)  # (batch, 1, frames, mels)
-        envelope = logmel.mean(dim=2, keepdim=True).transpose(1, 2)  # (batch, 1, frames)
-        timbral = [branch(image) for branch in self.timbral]  # each (batch, filters, frames)
+        spectrogram = logmel.transpose(1, 2).contiguous()  # (batch, mels, frames)
+        envelope = spectrogram.mean(dim=1, keepdim=True)  # (batch, 1, frames)
+        timbral = [branch(spectrogram) for branch in self.timbral]  # each (batch, filters, frames)
         temporal = [branch(envelope) for branch in self.temporal]
         return torch.cat(timbral + temporal, dim=1)  # (batch, M', frames)
 

@@ -25,6 +25,7 @@ from study.config import AudioConfig, ModelConfig
 from study.models.baselines import FlattenBackend, Image, StackFrontend
 from study.models.blocks import ConvReluBN, DenseHead, TimeOp, VerticalFilters, batch_norm, trace_time
 from study.models.frontends import scaled_width
+from study.models.fused import AxisPool
 from study.models.tagger import Tagger
 
 # musicnn/models.py, build_musicnn(num_filt=1.6) with frontend type '7774timbraltemporal'
@@ -85,7 +86,7 @@ class TemporalFilters(nn.Module):
         self.block = ConvReluBN(dims=2, in_channels=1, out_channels=filters, kernel=(frames, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.block(self.pad(image)).amax(dim=3)  # (batch, filters, frames)
+        return self.block(self.pad(image), AxisPool(3))  # (batch, filters, frames): max over frequency
 
     def extra_repr(self) -> str:
         return f"{self.frames}x1"
@@ -110,7 +111,10 @@ class MusicnnFrontend(nn.Module):
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         image = self.image(logmel)  # (batch, 1, frames, mels)
-        return torch.cat([branch(image) for branch in [*self.timbral, *self.temporal]], dim=1)  # (batch, 561, frames)
+        spectrogram = image[:, 0].transpose(1, 2).contiguous()  # (batch, mels, frames)
+        timbral = [branch(spectrogram) for branch in self.timbral]
+        temporal = [branch(image) for branch in self.temporal]
+        return torch.cat(timbral + temporal, dim=1)  # (batch, 561, frames)
 
     @property
     def time_ops(self) -> tuple[TimeOp, ...]:

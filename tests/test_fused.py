@@ -1,0 +1,139 @@
+"""The fused CPU path (study/models/fused.py, banded timbral filters) against the plain torch operations."""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from study.config import ModelConfig, preset_config
+from study.models import build_model
+from study.models.blocks import VerticalFilters, banded_weights
+from study.models.fused import AxisPool, WindowPool, conv_norm_pool, plain_operations
+
+SMALL = {"frontend_multiplier": 0.25, "backend_filters": 16, "dense_units": 16}
+
+
+def randomise_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Batch-norm scales of both signs (a negative scale turns the pooled max into a min) and shifts."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1)
+                layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 2 - 1)
+
+
+def fast_and_plain(name: str, samples: int, **model_fields):
+    """Two copies of one float64 model, the same input, and each copy's training-mode output and gradients."""
+    torch.manual_seed(0)
+    fast = build_model(ModelConfig(model=name, dropout=0.0, **model_fields), n_tags=7).double()
+    for layer in fast.modules():  # also the fixed dropout of VGG's convolutions
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+    randomise_norms(fast)
+    plain = copy.deepcopy(fast)
+    audio = 0.1 * torch.randn(5, samples, dtype=torch.float64)
+    fast.fit_input_stats([audio])
+    plain.fit_input_stats([audio])
+    out_fast = fast(audio)
+    with plain_operations():
+        out_plain = plain(audio)
+    grad = torch.randn_like(out_fast)
+    out_fast.backward(grad)
+    with plain_operations():
+        out_plain.backward(grad)
+    return fast, plain, audio, out_fast, out_plain
+
+
+@pytest.mark.parametrize("name, samples, fields", [
+    ("waveform", 20_000, SMALL), ("spectrogram", 20_000, SMALL), ("samplecnn", 59_049, {}),
+    ("timbre_cnn", 48_000, {}), ("vgg", 48_000, {})])
+def test_fused_models_equal_the_plain_operations_in_float64(name, samples, fields):
+    fast, plain, audio, out_fast, out_plain = fast_and_plain(name, samples, **fields)
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-9, atol=1e-9)
+    scale = max(p.grad.abs().max() for p in plain.parameters() if p.grad is not None)
+    for (key, p_fast), p_plain in zip(fast.named_parameters(), plain.parameters()):
+        # SampleCNN's conv biases feed a batch norm directly: their exact gradient is zero, both paths give noise
+        torch.testing.assert_close(p_fast.grad, p_plain.grad, rtol=1e-7, atol=1e-9 * float(scale), msg=key)
+    for b_fast, b_plain in zip(fast.buffers(), plain.buffers()):  # running statistics, batches tracked
+        torch.testing.assert_close(b_fast, b_plain, rtol=1e-9, atol=1e-12)
+    fast.eval()
+    plain.eval()
+    with torch.no_grad():
+        evaluated = fast(audio)
+        with plain_operations():
+            expected = plain(audio)
+    torch.testing.assert_close(evaluated, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_ties_send_the_gradient_to_the_first_maximum_as_max_pool_does():
+    z = torch.full((2, 3, 12), 0.3, dtype=torch.float64)  # constant input: every window is a tie
+    z[..., 6:] = torch.randn(2, 3, 6, dtype=torch.float64)
+    norms = [torch.nn.BatchNorm1d(3).double() for _ in range(2)]
+    weight = torch.eye(3, dtype=torch.float64).unsqueeze(-1)  # a 1-tap identity convolution
+    inputs = [z.clone().requires_grad_() for _ in range(2)]
+    fused = conv_norm_pool(inputs[0], weight, torch.zeros(3, dtype=torch.float64), norms[0], stride=(1,),
+                           padding=(0,), pool=WindowPool(3))
+    plain = F.max_pool1d(norms[1](torch.relu(inputs[1])), 3)
+    grad = torch.randn_like(plain)
+    fused.backward(grad)
+    plain.backward(grad)
+    torch.testing.assert_close(inputs[0].grad, inputs[1].grad, rtol=1e-12, atol=1e-12)
+
+
+def test_banded_weights_are_the_two_dimensional_filter_at_every_frequency_position():
+    weight = torch.randn(3, 1, 5, 7)
+    spectrogram = torch.randn(2, 20, 11)  # (batch, mels, frames)
+    bands, positions = banded_weights(weight, 20)
+    assert positions == 14 and bands.shape == (3 * 14, 20, 5)
+    as_1d = F.conv1d(spectrogram, bands, padding=2).view(2, 3, 14, 11)
+    as_2d = F.conv2d(spectrogram.transpose(1, 2).unsqueeze(1), weight, padding=(2, 0)).permute(0, 1, 3, 2)
+    torch.testing.assert_close(as_1d, as_2d, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        banded_weights(torch.randn(1, 1, 1, 30), 20)
+
+
+def test_vertical_filters_pool_over_frequency_on_both_paths():
+    layer = VerticalFilters(width=3, height=5, filters=4).double()
+    randomise_norms(layer)
+    spectrogram = torch.randn(3, 12, 9, dtype=torch.float64)
+    fast = layer(spectrogram)
+    with plain_operations():
+        plain = layer(spectrogram)
+    assert fast.shape == (3, 4, 9)
+    torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-9)
+    assert AxisPool(2).max(torch.arange(6.0).view(1, 1, 3, 2)).tolist() == [[[4.0, 5.0]]]
+
+
+@pytest.mark.parametrize("name", ["spectrogram", "waveform"])
+def test_a_short_training_run_in_float32_stays_as_close_to_float64_as_the_plain_path(name):
+    """Four Adam steps of the default preset's model.  Float32 rounding differs between any two
+    orders of summation and training amplifies it, so the fused losses are held to the float64
+    losses (which both paths share) as tightly as the plain float32 losses are, plus 1e-5."""
+    cfg = preset_config("default").with_overrides(model=name, dropout=0.0)
+    audio = 0.1 * torch.randn(8, 48_000, generator=torch.Generator().manual_seed(1))
+    labels = (torch.rand(8, 9, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+
+    def losses(plain: bool, dtype: torch.dtype) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build_model(cfg.model, n_tags=9, audio_cfg=cfg.audio).to(dtype)
+        model.fit_input_stats([audio.to(dtype)])
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        out = []
+        for _ in range(4):
+            optimizer.zero_grad()
+            with plain_operations() if plain else contextlib.nullcontext():
+                loss = F.binary_cross_entropy_with_logits(model(audio.to(dtype)), labels.to(dtype))
+                loss.backward()
+            optimizer.step()
+            out.append(float(loss.detach()))
+        return torch.tensor(out, dtype=torch.float64)
+
+    truth = losses(True, torch.float64)
+    torch.testing.assert_close(losses(False, torch.float64), truth, rtol=1e-9, atol=1e-9)
+    plain_error = (losses(True, torch.float32) - truth).abs()
+    fused_error = (losses(False, torch.float32) - truth).abs()
+    assert (fused_error <= 2 * plain_error + 1e-5).all(), (fused_error, plain_error)
