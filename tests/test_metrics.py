@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import study.metrics as metrics_module
 from study.metrics import (bootstrap_ci, bootstrap_per_tag, evaluate_predictions, paired_bootstrap,
                            resample_weights, score_test_set, tune_thresholds, weighted_auc)
 
@@ -147,3 +148,18 @@ def test_score_test_set_is_what_every_run_stores():
     assert lo <= metrics["overall"]["roc_auc"] <= hi
     assert metrics["bootstrap"]["samples"] == 200 and metrics["bootstrap"]["confidence"] == 0.9
     assert {"roc_auc_lo", "roc_auc_hi"} <= set(per_tag.columns) and list(per_tag["tag"]) == ["a", "never", "level"]
+
+
+def test_intervals_contain_the_observed_value_even_for_biased_average_precision():
+    """Resampling clips biases average precision upwards; the median-centred interval still holds the observed value."""
+    rng = np.random.default_rng(7)
+    y_true = (rng.random((120, 30)) < 0.08).astype(float)  # rare tags, as in tagging
+    y_score = rng.random((120, 30))  # a chance-level tagger: the bias is largest here
+    is_regression = np.zeros(30, bool)
+    observed = evaluate_predictions(y_true, y_score, [str(i) for i in range(30)], is_regression)["overall"]
+    ci = bootstrap_ci(y_true, y_score, is_regression, samples=300, seed=1)
+    for name in ("roc_auc", "pr_auc"):
+        assert ci[name][0] < observed[name] < ci[name][1]
+    plain_median = np.median(metrics_module._bootstrap_overall(
+        y_true, y_score, is_regression, metrics_module.resample_weights(120, 300, 1))["pr_auc"])
+    assert plain_median > observed["pr_auc"]  # the bias the centring removes is real here

@@ -269,20 +269,30 @@ def conv_norm_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, no
     if training:
         running = (norm.running_mean, norm.running_var) if norm.training and norm.track_running_stats else (None, None)
         return _ConvNormPool.apply(x, weight, bias, norm.weight, norm.bias, *running, spec)
-    # evaluation: fixed statistics, so the affine map is known; chunks only when nothing needs a gradient
+    return _evaluate(x, weight, bias, norm, spec)
+
+
+def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm,
+              spec: BlockSpec) -> torch.Tensor:
+    """The block with the running statistics: a fixed ``scale * x + shift``, so the pool goes first.
+
+    The sign of each channel's scale is folded into its convolution, ``v = sign * z``; then one max
+    of ``v`` serves every channel, and ReLU moves past it: ``max(relu(z)) = max(max(v), 0)`` where
+    the scale is positive, ``-min(relu(z)) = min(max(v), 0)`` where it is negative.  One pass over
+    the convolution's output, none of them elementwise.
+    """
     scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
     shift = norm.bias - norm.running_mean * scale
-    negative = scale < 0
-    negative = negative if bool(negative.any()) else None
-    step = spec.chunk if not torch.is_grad_enabled() else x.shape[0]
-    pieces = []
-    for start in range(0, x.shape[0], step):
-        u = _convolve(x[start:start + step], weight, bias, spec)
-        u = torch.relu(u) if relu_first else u
-        pieces.append(_pool(pool, u, negative) if pool is not None else u)
-    selected = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    out = selected * _per_channel(scale, selected.dim()) + _per_channel(shift, selected.dim())
-    return out if relu_first else torch.relu(out)
+    positive = scale >= 0
+    sign = torch.where(positive, 1.0, -1.0).to(weight.dtype)
+    per_output = sign.repeat_interleave(spec.positions) if spec.positions else sign
+    v = _convolve(x, weight * per_output.view(-1, *([1] * (weight.dim() - 1))), bias * per_output, spec)
+    pooled = spec.pool.max(v) if spec.pool is not None else v
+    if spec.relu_first:
+        keep = _per_channel(positive, pooled.dim())
+        pooled = torch.where(keep, pooled.clamp_min(0), pooled.clamp_max(0))  # sign * relu, past the max
+    out = pooled * _per_channel(scale.abs(), pooled.dim()) + _per_channel(shift, pooled.dim())
+    return out if spec.relu_first else torch.relu(out)
 
 
 __all__ = ["AxisPool", "WindowPool", "conv_norm_pool", "fast_path", "plain_operations"]

@@ -1,0 +1,284 @@
+"""The data-scale question with statistics (§5.1, Table 1, Figure 3): does the waveform front-end
+overtake the spectrogram front-end as training data grow, and can the study's runs tell?
+
+Uncertainty has two sources here, and both are resampled:
+
+- **test clips**: each resample draws the test clips with replacement, the *same* draw for every
+  run (they share one test split), so differences between models are paired clip by clip;
+- **seeds**: within a (model, training-set size) cell the seeds are drawn with replacement too,
+  so a cell's interval also reflects how much a rerun with another seed moves it.
+
+From those resamples come a cell's mean with its interval, the paired difference between two
+models at one size (difference, interval, two-sided p-value), the slope per decade of training data
+of each front-end, and where the two fitted lines cross.  Slopes are fitted to the cell means,
+metric = intercept + slope * log10(size), as Figure 3 draws them.  The training record of every
+run (why it stopped, its learning curve) is read here too, for the convergence views.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from study.metrics import METRICS, _bootstrap_overall, centred_interval, resample_weights
+from study.results import load_curves, load_predictions, read_json, run_path
+
+FRONT_ENDS = ("waveform", "spectrogram")
+BASELINE = "gbt"
+PAIRS = (("waveform", "spectrogram"), ("waveform", BASELINE), ("spectrogram", BASELINE))
+PERCENT = ("roc_auc", "pr_auc")  # shown x100, as the paper prints them
+COLORS = {"waveform": "tab:blue", "spectrogram": "tab:orange", BASELINE: "0.35"}  # as Figure 3 draws them
+
+
+# ---- every run's metrics under shared resamples of the test clips -----------------------------------
+def resample_runs(runs: pd.DataFrame, results_dir: str | Path = "results", *, samples: int = 1000,
+                  seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """run_id -> {metric: (1 + samples,)}: entry 0 on the test set itself, then one per clip resample.
+
+    Every run is scored on the same resamples (same clips, same multiplicity), which requires one
+    shared test set: runs whose test clips differ from the first run's are refused by name.
+    """
+    out: dict[str, dict[str, np.ndarray]] = {}
+    reference: list[str] | None = None
+    weights = None
+    for run_id in runs["run_id"]:
+        predictions = load_predictions(run_path(results_dir, run_id))
+        if reference is None:
+            reference = predictions["track_ids"]
+            weights = np.vstack([np.ones((1, len(reference))),
+                                 resample_weights(len(reference), samples, seed)])  # (1 + samples, clips)
+        elif predictions["track_ids"] != reference:
+            raise ValueError(f"{run_id}: its test clips differ from {runs['run_id'].iloc[0]}'s; paired resampling "
+                             f"needs runs on one test set")
+        values = _bootstrap_overall(predictions["y_true"].astype(np.float64), predictions["y_score"].astype(np.float64),
+                                    predictions["is_regression"], weights)
+        out[run_id] = {metric: values[metric] * (100.0 if metric in PERCENT else 1.0) for metric in METRICS}
+    return out
+
+
+def _cell_draws(run_ids: Sequence[str], resampled: dict[str, dict[str, np.ndarray]], metric: str,
+                rng: np.random.Generator) -> np.ndarray:
+    """(1 + samples,): the cell's mean over seeds on the test set, then over seeds drawn with replacement."""
+    values = np.stack([resampled[run_id][metric] for run_id in run_ids])  # (seeds, 1 + samples)
+    draws = rng.integers(0, len(run_ids), size=(values.shape[1] - 1, len(run_ids)))  # (samples, seeds)
+    resampled_means = np.nanmean(values[draws, np.arange(1, values.shape[1])[:, None]], axis=1)
+    return np.concatenate([[np.nanmean(values[:, 0])], resampled_means])
+
+
+def _cells(runs: pd.DataFrame) -> dict[tuple[str, int], list[str]]:
+    return {(model, int(size)): list(group["run_id"]) for (model, size), group in runs.groupby(["model", "train_size"])}
+
+
+def _interval(draws: np.ndarray, confidence: float, observed: float) -> tuple[float, float]:
+    """The resamples' percentile interval, median-centred on the observed value (study.metrics.centred_interval)."""
+    if not np.isfinite(draws).any():
+        return float("nan"), float("nan")
+    low, high = centred_interval(draws, observed, confidence)
+    return float(low), float(high)
+
+
+def _percentile_range(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Plain percentiles (for the crossover size, a ratio with no observed value to centre on when undefined)."""
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def cell_draws(runs: pd.DataFrame, resampled: dict[str, dict[str, np.ndarray]], *,
+               seed: int = 0) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+    """(model, size) -> {metric: (1 + samples,)} cell means; one random stream, so reruns are identical."""
+    rng = np.random.default_rng(seed)
+    return {cell: {metric: _cell_draws(ids, resampled, metric, rng) for metric in METRICS}
+            for cell, ids in sorted(_cells(runs).items())}
+
+
+# ---- the tables ------------------------------------------------------------------------------------------
+def cell_table(runs: pd.DataFrame, draws: dict[tuple[str, int], dict[str, np.ndarray]], *,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """Per (model, size): runs, and each metric's mean over seeds with its clip-and-seed interval."""
+    counts = runs.groupby(["model", "train_size"]).size()
+    rows = []
+    for (model, size), values in draws.items():
+        row = {"model": model, "train_size": size, "n_runs": int(counts[(model, size)])}
+        for metric, draw in values.items():
+            row[metric] = draw[0]
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = _interval(draw[1:], confidence, draw[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, pairs=PAIRS,
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Per size and pair (a, b) present at that size: a - b for each metric, interval and two-sided p.
+
+    The p-value tests "no difference" by centring the resampled differences on zero:
+    p = (1 + #{|d* - d| >= |d|}) / (1 + resamples), d the difference on the test set itself.
+    For √MSE a negative difference favours a (lower is better).
+    """
+    rows = []
+    sizes = sorted({size for _, size in draws})
+    for size in sizes:
+        for first, second in pairs:
+            if (first, size) not in draws or (second, size) not in draws:
+                continue
+            for metric in METRICS:
+                difference = draws[(first, size)][metric] - draws[(second, size)][metric]
+                observed, resampled = difference[0], difference[1:]
+                finite = resampled[np.isfinite(resampled)]
+                if not np.isfinite(observed) or not len(finite):
+                    continue
+                p = (1 + np.sum(np.abs(finite - observed) >= abs(observed))) / (1 + len(finite))
+                low, high = _interval(resampled, confidence, observed)
+                rows.append({"train_size": size, "a": first, "b": second, "metric": metric,
+                             "difference": observed, "lo": low, "hi": high, "p": float(p)})
+    return pd.DataFrame(rows, columns=["train_size", "a", "b", "metric", "difference", "lo", "hi", "p"])
+
+
+def _line(sizes: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(slope per decade, intercept) of values on log10(sizes); NaN with fewer than two sizes."""
+    keep = np.isfinite(values)
+    x, y = np.log10(sizes[keep]), values[keep]
+    if len(np.unique(x)) < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def scaling_fits(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, models: Sequence[str] = FRONT_ENDS,
+                 confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(slopes, crossovers): each model's slope per decade with its interval, and where two lines meet.
+
+    A crossover is the size where the two fitted lines take the same value.  Its interval comes
+    from the resamples in which the lines are not parallel; ``where`` summarises it plainly: inside
+    the trained range, beyond it, or not placed (the slopes' difference is not distinguishable from
+    zero, so any size, or none, is compatible with the runs).
+    """
+    slope_rows, cross_rows = [], []
+    for metric in METRICS:
+        lines = {}
+        for model in models:
+            cells = sorted(size for m, size in draws if m == model)
+            if len(cells) < 2:
+                continue
+            sizes = np.array(cells, dtype=float)
+            values = np.stack([draws[(model, size)][metric] for size in cells])  # (sizes, 1 + samples)
+            fitted = np.array([_line(sizes, values[:, b]) for b in range(values.shape[1])])  # (1 + samples, 2)
+            lines[model] = (sizes, fitted)
+            low, high = _interval(fitted[1:, 0], confidence, fitted[0, 0])
+            slope_rows.append({"metric": metric, "model": model, "n_sizes": len(cells), "slope_per_decade": fitted[0, 0],
+                               "slope_lo": low, "slope_hi": high, "intercept": fitted[0, 1]})
+        if len(lines) < 2:
+            continue
+        (first, (sizes_a, fit_a)), (second, (sizes_b, fit_b)) = list(lines.items())[:2]
+        slope_gap = fit_a[:, 0] - fit_b[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_cross = (fit_b[:, 1] - fit_a[:, 1]) / slope_gap
+        gap_low, gap_high = _interval(slope_gap[1:], confidence, slope_gap[0])
+        trained = (min(sizes_a.min(), sizes_b.min()), max(sizes_a.max(), sizes_b.max()))
+        placed = not (gap_low <= 0 <= gap_high)
+        crossing = 10 ** log_cross[0] if np.isfinite(log_cross[0]) and abs(log_cross[0]) < 30 else float("nan")
+        usable = log_cross[1:][np.isfinite(log_cross[1:]) & (np.abs(log_cross[1:]) < 30)]
+        low, high = _percentile_range(10 ** usable, confidence)
+        if not placed:
+            where = "not placed: the slopes cannot be told apart"
+        elif trained[0] <= crossing <= trained[1]:
+            where = "inside the trained range"
+        else:
+            where = "below the trained range" if crossing < trained[0] else "beyond the trained range"
+        higher = first if (fit_a[0, 0] > fit_b[0, 0]) == (metric != "rmse") else second
+        cross_rows.append({"metric": metric, "a": first, "b": second, "slope_difference": slope_gap[0],
+                           "slope_difference_lo": gap_low, "slope_difference_hi": gap_high,
+                           "crossover_train_size": crossing if placed else float("nan"),
+                           "crossover_lo": low if placed else float("nan"),
+                           "crossover_hi": high if placed else float("nan"),
+                           "where": where, "better_with_more_data": higher})
+    return pd.DataFrame(slope_rows), pd.DataFrame(cross_rows)
+
+
+# ---- convergence: why each run stopped, and its learning curve -------------------------------------------
+def training_records(runs: pd.DataFrame, results_dir: str | Path = "results") -> pd.DataFrame:
+    """One row per network run: stop reason, epochs, best epoch, patience, and whether it ended at its
+    epoch cap while still improving (its best epoch within the last ``patience`` epochs): such a run
+    measures the cap, not the model."""
+    rows = []
+    for row in runs.itertuples():
+        if row.model == BASELINE:
+            continue
+        training = read_json(run_path(results_dir, row.run_id), "protocol.json").get("training") or {}
+        epochs, best = training.get("epochs"), training.get("best_epoch")
+        reason = training.get("stop_reason") or ("epoch cap" if epochs is not None and epochs >= row.max_epochs
+                                                 else "unknown")
+        improving = bool(epochs is not None and best is not None and epochs >= row.max_epochs
+                         and best > epochs - max(int(row.patience), 1))
+        rows.append({"run_id": row.run_id, "model": row.model, "train_size": int(row.train_size), "seed": int(row.seed),
+                     "stop_reason": reason, "epochs": epochs, "best_epoch": best, "max_epochs": int(row.max_epochs),
+                     "patience": int(row.patience), "capped_while_improving": improving,
+                     "interruptions": training.get("interruptions", 0)})
+    return pd.DataFrame(rows, columns=["run_id", "model", "train_size", "seed", "stop_reason", "epochs", "best_epoch",
+                                       "max_epochs", "patience", "capped_while_improving", "interruptions"])
+
+
+def stop_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, size): how many runs stopped early, at the cap, at the cap while still improving."""
+    if records.empty:
+        return pd.DataFrame(columns=["model", "train_size", "n_runs", "early_stopping", "epoch_cap",
+                                     "capped_while_improving", "epochs_median", "best_epoch_median"])
+    grouped = records.groupby(["model", "train_size"])
+    table = grouped.size().rename("n_runs").to_frame()
+    table["early_stopping"] = grouped["stop_reason"].apply(lambda s: int((s == "early stopping").sum()))
+    table["epoch_cap"] = grouped["stop_reason"].apply(lambda s: int((s == "epoch cap").sum()))
+    table["capped_while_improving"] = grouped["capped_while_improving"].sum().astype(int)
+    table["epochs_median"] = grouped["epochs"].median()
+    table["best_epoch_median"] = grouped["best_epoch"].median()
+    return table.reset_index()
+
+
+def learning_curves(runs: pd.DataFrame, results_dir: str | Path = "results") -> pd.DataFrame:
+    """Every network run's curve.csv with its model, size and seed (long form, for plotting)."""
+    curves = load_curves(results_dir)
+    keep = runs.loc[runs["model"] != BASELINE, ["run_id", "model", "train_size", "seed"]]
+    return curves.merge(keep, on="run_id", how="inner")
+
+
+def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("valid_loss", "valid_roc_auc")) -> plt.Figure:
+    """Validation metric after every epoch of every run: one column per training-set size, one row per
+    metric, colour by front-end, one line per seed; a dot marks the epoch each run kept (its best)."""
+    metrics = [m for m in metrics if m in curves]
+    if curves.empty or not metrics:
+        figure, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no training curves stored yet", ha="center", va="center")
+        ax.set_axis_off()
+        return figure
+    long = curves.melt(id_vars=["run_id", "model", "train_size", "seed", "epoch"], value_vars=metrics,
+                       var_name="metric", value_name="value")
+    grid = sns.relplot(data=long, x="epoch", y="value", hue="model", palette=COLORS, units="seed", estimator=None,
+                       row="metric",
+                       col="train_size", kind="line", facet_kws={"sharey": "row", "sharex": False},
+                       height=2.4, aspect=1.25, linewidth=0.9, alpha=0.8)
+    kept = curves.loc[curves.groupby("run_id")["valid_loss"].idxmin()] if "valid_loss" in curves else curves.iloc[:0]
+    for (metric, size), ax in grid.axes_dict.items():
+        chosen = kept[kept["train_size"] == size]
+        for model, mine in chosen.groupby("model"):
+            ax.scatter(mine["epoch"], mine[metric], s=12, color=COLORS.get(model, "k"), zorder=3)
+        ax.set_title(f"{size:,} training clips" if metric == metrics[0] else "", fontsize=9)
+    for metric, ax in zip(metrics, grid.axes[:, 0]):
+        ax.set_ylabel(metric.replace("valid_", "validation ").replace("_", "-"))
+    grid.figure.suptitle("learning curves (dots: the epoch with the lowest validation loss, the checkpoint kept)",
+                         fontsize=9, y=1.01)
+    return grid.figure
+
+
+def capped_runs(records: pd.DataFrame) -> list[str]:
+    """Run ids that measure the cap, not the model (for a visible flag in reports)."""
+    return list(records.loc[records["capped_while_improving"], "run_id"])
+
+
+__all__ = ["BASELINE", "FRONT_ENDS", "PAIRS", "capped_runs", "cell_draws", "cell_table", "learning_curves",
+           "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
+           "training_records"]

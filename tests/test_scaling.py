@@ -1,0 +1,127 @@
+"""The data-scale statistics (study/scaling.py) on synthetic runs whose predictions have known quality."""
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from study import results, scaling  # noqa: E402
+from study.config import RunConfig  # noqa: E402
+
+CLIPS, TAGS = 200, ["a", "b", "c", "d", "e", "loud"]
+IS_REGRESSION = [False, False, False, False, False, True]
+# designed signal strength per (model, size): the waveform gains more per decade and overtakes the spectrogram
+STRENGTH = {("waveform", 100): 0.6, ("waveform", 1000): 1.4, ("waveform", 10000): 2.6,
+            ("spectrogram", 100): 1.0, ("spectrogram", 1000): 1.4, ("spectrogram", 10000): 1.8}
+
+
+def labels() -> np.ndarray:
+    rng = np.random.default_rng(123)  # one test set shared by every run
+    y = (rng.random((CLIPS, len(TAGS))) < 0.3).astype(np.float32)
+    y[:, -1] = rng.random(CLIPS)  # the regression tag
+    return y
+
+
+def store(results_dir, model: str, size: int, seed: int, *, epochs: int = 6, best: int = 3, cap: int = 50,
+          stop: str = "early stopping", clips: int = CLIPS) -> str:
+    cfg = RunConfig.from_flat("smoke", model=model, train_size=size, seed=seed, max_epochs=cap, patience=3)
+    y = labels()[:clips]
+    rng = np.random.default_rng([seed, size, len(model)])
+    strength = STRENGTH.get((model, size), 1.0)
+    score = 1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(0, 1, y.shape))))  # better separation = higher AUC
+    score[:, -1] = np.clip(y[:, -1] + rng.normal(0, 0.5 / strength, clips), 0, 1)
+    curve = pd.DataFrame({"epoch": range(1, epochs + 1), "valid_loss": np.abs(np.arange(epochs) - (best - 1)) + 0.1,
+                          "valid_roc_auc": 0.5 + 0.01 * np.arange(epochs)})
+    results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {}, "n_test": clips},
+                      per_tag=pd.DataFrame({"tag": TAGS}), curve=curve,
+                      protocol={"training": {"epochs": epochs, "best_epoch": best, "stop_reason": stop}},
+                      provenance={}, predictions={"track_ids": [f"t{i}" for i in range(clips)], "y_true": y,
+                                                  "y_score": score, "tags": TAGS, "is_regression": IS_REGRESSION})
+    return cfg.run_id
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scale")
+    for model in ("waveform", "spectrogram"):
+        for size in (100, 1000, 10000):
+            for seed in (0, 1):
+                store(folder, model, size, seed)
+    store(folder, "gbt", 1000, 0)
+    runs = results.load_runs(folder)
+    draws = scaling.cell_draws(runs, scaling.resample_runs(runs, folder, samples=400, seed=0))
+    return folder, runs, draws
+
+
+def test_cells_have_intervals_around_their_means_and_rerun_identically(study):
+    folder, runs, draws = study
+    table = scaling.cell_table(runs, draws)
+    assert len(table) == 7 and set(table["n_runs"]) == {1, 2}
+    for metric in ("roc_auc", "pr_auc", "rmse"):
+        assert (table[f"{metric}_lo"] <= table[metric]).all() and (table[metric] <= table[f"{metric}_hi"]).all()
+    assert (table["roc_auc_lo"] > 50).all()  # every designed model beats chance clearly
+    again = scaling.cell_draws(runs, scaling.resample_runs(runs, folder, samples=400, seed=0))
+    pd.testing.assert_frame_equal(scaling.cell_table(runs, again), table)
+
+
+def test_paired_differences_follow_the_designed_ranking(study):
+    _, _, draws = study
+    diffs = scaling.paired_differences(draws).set_index(["train_size", "a", "b", "metric"])
+    small = diffs.loc[(100, "waveform", "spectrogram", "roc_auc")]
+    large = diffs.loc[(10000, "waveform", "spectrogram", "roc_auc")]
+    assert small["difference"] < 0 and small["hi"] < 0 and small["p"] < 0.05  # spectrogram ahead with little data
+    assert large["difference"] > 0 and large["lo"] > 0 and large["p"] < 0.05  # waveform ahead with much
+    assert (1000, "waveform", "gbt", "roc_auc") in diffs.index and (100, "waveform", "gbt", "roc_auc") not in diffs.index
+
+
+def test_slopes_and_a_crossover_inside_the_trained_range(study):
+    _, _, draws = study
+    slopes, crossings = scaling.scaling_fits(draws)
+    roc = slopes[slopes["metric"] == "roc_auc"].set_index("model")
+    assert roc.loc["waveform", "slope_per_decade"] > roc.loc["spectrogram", "slope_per_decade"] > 0
+    assert roc.loc["waveform", "slope_lo"] > roc.loc["spectrogram", "slope_hi"] or \
+        roc.loc["waveform", "slope_lo"] > 0
+    crossing = crossings.set_index("metric").loc["roc_auc"]
+    assert crossing["where"] == "inside the trained range" and crossing["better_with_more_data"] == "waveform"
+    assert 100 < crossing["crossover_train_size"] < 10000
+    assert crossing["crossover_lo"] <= crossing["crossover_train_size"] <= crossing["crossover_hi"]
+
+
+def test_parallel_lines_place_no_crossover(tmp_path):
+    for model in ("waveform", "spectrogram"):
+        for size in (100, 1000):
+            STRENGTH[(model, size)] = 1.0 if size == 100 else 1.3  # same gain for both
+            store(tmp_path, model, size, 0)
+    runs = results.load_runs(tmp_path)
+    draws = scaling.cell_draws(runs, scaling.resample_runs(runs, tmp_path, samples=300))
+    _, crossings = scaling.scaling_fits(draws)
+    assert crossings.set_index("metric").loc["roc_auc", "where"].startswith("not placed")
+    STRENGTH.update({("waveform", 100): 0.6, ("waveform", 1000): 1.4, ("spectrogram", 100): 1.0,
+                     ("spectrogram", 1000): 1.4})
+
+
+def test_runs_on_different_test_sets_are_refused_by_name(tmp_path):
+    store(tmp_path, "waveform", 100, 0)
+    other = store(tmp_path, "spectrogram", 100, 0, clips=150)
+    with pytest.raises(ValueError, match=other):
+        scaling.resample_runs(results.load_runs(tmp_path), tmp_path, samples=10)
+
+
+def test_stop_reasons_flag_a_run_capped_while_still_improving(tmp_path):
+    store(tmp_path, "waveform", 100, 0, epochs=10, best=10, cap=10, stop="epoch cap")  # best at the cap
+    store(tmp_path, "waveform", 100, 1, epochs=10, best=4, cap=10, stop="epoch cap")  # capped, but plateaued
+    store(tmp_path, "spectrogram", 100, 0, epochs=7, best=4, cap=50)
+    runs = results.load_runs(tmp_path)
+    records = scaling.training_records(runs, tmp_path)
+    assert scaling.capped_runs(records) == [records.loc[records["seed"].eq(0) & records["model"].eq("waveform"),
+                                                        "run_id"].item()]
+    table = scaling.stop_table(records).set_index("model")
+    assert table.loc["waveform", "epoch_cap"] == 2 and table.loc["waveform", "capped_while_improving"] == 1
+    assert table.loc["spectrogram", "early_stopping"] == 1
+    curves = scaling.learning_curves(runs, tmp_path)
+    assert set(curves["model"]) == {"waveform", "spectrogram"} and len(curves) == 27
+    figure = scaling.plot_learning_curves(curves)
+    assert len(figure.axes) >= 2
