@@ -376,13 +376,25 @@ def tiny_study(monkeypatch):
     monkeypatch.setattr(study.data.cache, "default_workers", lambda: 1)
 
 
-def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_study, capsys):
+def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_study, capsys, monkeypatch):
     from study.experiment import checkpoint_dir, evaluate_checkpoint, run_experiment
     from study.results import is_complete, load_curves, load_runs, read_json
 
     cfg = tiny_run_config(tmp_path)
+    import study.experiment
+    from study.data.cache import SETTINGS_FILE
+
+    joined = []  # the cache folders built when the process group would be joined
+
+    def setup_distributed(device):
+        joined.append([p.name for p in (tmp_path / "cache").glob(f"*/{SETTINGS_FILE}")])
+        return DistInfo()
+
+    monkeypatch.setattr(study.experiment, "setup_distributed", setup_distributed)
     run_dir = run_experiment(cfg, results_dir=tmp_path / "results")
+    assert joined == [[SETTINGS_FILE]]  # the cache was built before any process group would be joined
     assert is_complete(run_dir) and run_dir.name == cfg.run_id
+    assert read_json(run_dir, "provenance.json")["world_size"] == 1
     out = capsys.readouterr().out
     assert "parameters" in out and cfg.config_hash() in out and "device cpu" in out
     runs = load_runs(tmp_path / "results")
@@ -401,6 +413,16 @@ def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_st
                                 results_dir=tmp_path / "results")
     assert whole != run_dir and read_json(whole, "protocol.json")["whole_clip"] is True
     assert len(load_runs(tmp_path / "results")) == 2
+    assert read_json(whole, "protocol.json")["training"]["world_size"] == 1
+
+    from study.cli import main as study_main
+
+    assert study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--device", "cpu",
+                       "--eval_hop_seconds", str(PATCH_SAMPLES / 32000), "--results-dir",
+                       str(tmp_path / "results")]) == 0  # the device is where it runs, not what it computes
+    assert len(load_runs(tmp_path / "results")) == 3
+    with pytest.raises(SystemExit, match="not learning_rate"):
+        study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--learning_rate", "0.1"])
 
 
 def test_the_train_command_takes_every_config_field(tmp_path):
