@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+import queue
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -255,10 +256,38 @@ def _short_error(exc: Exception) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
 
 
-def _limit_threads(threads: int) -> None:
-    """Pool initializer: each parallel kernel gets its share of the cores (inherited by the kernel)."""
+def job_gpus(jobs: int, visible: str | None, gpu_count: int) -> list[str | None]:
+    """The ``CUDA_VISIBLE_DEVICES`` of each of ``jobs`` parallel runs: one GPU each, taken in turn.
+
+    ``visible`` is this process's own ``CUDA_VISIBLE_DEVICES`` (None when unset: GPUs 0 .. gpu_count - 1);
+    with more jobs than GPUs, jobs share them round robin.  None for every job when there is no GPU.
+    """
+    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible is not None else [
+        str(g) for g in range(gpu_count)]
+    if not gpus or gpu_count < 1:
+        return [None] * jobs
+    return [gpus[job % len(gpus)] for job in range(jobs)]
+
+
+def _visible_gpus(jobs: int) -> list[str | None]:
+    import torch  # counting GPUs does not start CUDA in this process
+
+    return job_gpus(jobs, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
+
+
+def _start_job(threads: int, gpus) -> None:
+    """Pool initializer: each parallel kernel gets its share of the cores and its own GPU (inherited by the kernel).
+
+    ``gpus`` is a queue holding one ``CUDA_VISIBLE_DEVICES`` value (or None) per worker process.
+    """
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
+    try:
+        gpu = gpus.get(timeout=60)
+    except queue.Empty:  # a worker started beyond the ones counted: no GPU of its own
+        gpu = None
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # the run's device auto is then this GPU alone
 
 
 def _run_point(task: tuple[str, str, dict[str, Any], int, str]) -> NotebookRun:
@@ -328,8 +357,12 @@ def _execute_all(todo: list[tuple[RunConfig, tuple]], jobs: int):
             yield cfg.run_id, _run_point(task)
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_limit_threads,
-                             initargs=(threads,)) as pool:
+    context = get_context("spawn")
+    gpus = context.Queue()
+    for gpu in _visible_gpus(jobs):
+        gpus.put(gpu)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_job,
+                             initargs=(threads, gpus)) as pool:
         futures = {pool.submit(_run_point, task): cfg.run_id for cfg, task in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()

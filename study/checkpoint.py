@@ -2,10 +2,13 @@
 
 A run keeps two files in its checkpoint folder:
 
-    last.pt  after every epoch: model, optimizer, gradient scaler, epoch, early-stopping state,
-             history and the random-number generators, so a killed run continues where it was
+    last.pt  after every epoch: model, optimizer, gradient scaler (empty when disabled: CPU, MPS),
+             epoch, early-stopping state, history and the random-number generators, so a killed
+             run continues where it was
     best.pt  the epoch with the best validation metric so far, with its validation scores and,
              once training ends, the per-tag decision thresholds used by ``study tag``
+
+Both record ``world_size``, the number of processes that trained them (torchrun).
 
 Both are written to a temporary file in the same folder and renamed over the old one
 (``os.replace``), so a crash leaves the previous complete file, never half of one.  Every

@@ -59,7 +59,7 @@ class TrainConfig:
     """One training loop for every model (paper §4 'Parameters')."""
 
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int = 32  # clips per step over all processes: torchrun's N processes take batch_size / N each
     learning_rate: float = 1e-3  # Adam, as in the paper
     weight_decay: float = 0.0
     max_epochs: int = 50
@@ -73,7 +73,8 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     mixed_precision: bool = True  # used on CUDA only
-    num_workers: int = 0
+    num_workers: int = -1  # DataLoader workers; -1 = automatic (none on CPU, a few per GPU on CUDA)
+    sync_batchnorm: bool = False  # under torchrun on CUDA: batch-norm statistics over the whole batch, not each share
     norm_clips: int = 200  # training clips used to estimate the log-mel mean and std
 
 
@@ -89,8 +90,12 @@ class EvalConfig:
 
 
 # Where a run executes, not what it computes: left out of the run id, so one experiment keeps one id
-# on every machine (the data themselves enter the results through the manifest hash).
-EXECUTION_ONLY = {"data": ("data_root", "audio_root", "cache_dir"), "train": ("device", "num_workers")}
+# on every machine (the data themselves enter the results through the manifest hash).  The number of
+# processes is not a field either: batch_size is the batch of one step over all of them, and
+# sync_batchnorm makes N processes normalise over that whole batch as one process does.
+EXECUTION_ONLY = {"data": ("data_root", "audio_root", "cache_dir"),
+                  "train": ("device", "num_workers", "sync_batchnorm")}
+EXECUTION_FIELDS = tuple(name for names in EXECUTION_ONLY.values() for name in names)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from study.data.patches import window_starts, windows
-from study.device import autocast, keep_freed_memory
+from study.device import DistInfo, autocast, cudnn_benchmark_off, gather_to_all, keep_freed_memory
 
 AGGREGATION = "mean"  # of the windows' sigmoid probabilities (§4)
 
@@ -118,11 +118,14 @@ def _flush(pending: dict[int, list[tuple[int, np.ndarray]]]) -> Iterator[tuple[n
 
 def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, patch_samples: int, hop_samples: int,
                   whole_clip: bool = False, device: torch.device | str | None = None, batch_size: int = 16,
-                  amp: bool = False, progress: bool = False, return_windows: bool = False):
+                  amp: bool = False, progress: bool = False, return_windows: bool = False,
+                  dist: DistInfo = DistInfo()):
     """Song-level sigmoid probabilities, (clips, tags): the mean over each clip's windows.
 
     ``cache`` is an AudioCache or a callable track_id -> samples.  With ``return_windows`` also
-    returns the number of windows of each clip, (clips,), for the saved protocol.
+    returns the number of windows of each clip, (clips,), for the saved protocol.  Under torchrun
+    (``dist`` of several processes, every one calling this) each process scores a contiguous share
+    of the clips and every process returns all the scores, as one process would.
     """
     if not len(track_ids):
         raise ValueError("predict_clips: no track ids given")
@@ -130,10 +133,29 @@ def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, pat
         raise ValueError(f"predict_clips needs positive batch_size, patch_samples and hop_samples; got "
                          f"{batch_size}, {patch_samples}, {hop_samples}")
     keep_freed_memory()
-    read = clip_reader(cache)
     net = _unwrap(model)
     check_protocol(net, patch_samples=patch_samples, whole_clip=whole_clip)
     device = _model_device(net) if device is None else torch.device(device)
+    window_args = {"patch_samples": patch_samples, "hop_samples": hop_samples, "whole_clip": whole_clip}
+    with cudnn_benchmark_off(whole_clip):  # whole clips of many lengths: no tuning per shape
+        if not dist.distributed:
+            scores, n_windows = _predict(net, clip_reader(cache), track_ids, **window_args, device=device,
+                                         batch_size=batch_size, amp=amp, progress=progress)
+        else:
+            bounds = np.linspace(0, len(track_ids), dist.world_size + 1).round().astype(int)
+            share = list(track_ids[bounds[dist.rank]:bounds[dist.rank + 1]])
+            mine = _predict(net, clip_reader(cache), share, **window_args, device=device, batch_size=batch_size,
+                            amp=amp, progress=progress) if share else None
+            shares = [part for part in gather_to_all(dist, mine) if part is not None]  # in rank order
+            scores = np.concatenate([part[0] for part in shares])
+            n_windows = np.concatenate([part[1] for part in shares])
+    return (scores, n_windows) if return_windows else scores
+
+
+def _predict(net: nn.Module, read: Callable[[str], np.ndarray], track_ids: Sequence[str], *, patch_samples: int,
+             hop_samples: int, whole_clip: bool, device: torch.device, batch_size: int, amp: bool,
+             progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (clips, tags), windows per clip (clips,)) of ``track_ids`` in this process."""
     min_samples = getattr(net, "min_samples", 1)
     n_windows = np.zeros(len(track_ids), dtype=np.int64)
 
@@ -155,8 +177,7 @@ def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, pat
             np.add.at(sums, owners, probabilities)
     finally:
         net.train(was_training)
-    scores = (sums / n_windows[:, None]).astype(np.float32)  # (clips, tags)
-    return (scores, n_windows) if return_windows else scores
+    return (sums / n_windows[:, None]).astype(np.float32), n_windows  # (clips, tags), (clips,)
 
 
 def predict_windows(model: nn.Module, audio: np.ndarray, *, patch_samples: int, hop_samples: int,

@@ -4,8 +4,9 @@
 interrupted run from its checkpoints and skips a run whose results are already complete.
 ``study evaluate`` re-scores a trained checkpoint under another evaluation protocol (e.g. the
 whole clip in one pass instead of averaged 15 s windows, the question §4 leaves open) and saves
-that as a run of its own.  Under ``torchrun`` every process calls the same function; rank 0
-validates, tests and writes.
+that as a run of its own.  Under ``torchrun`` every process calls the same function: the audio
+cache is ready before the processes join their group, every rank trains and validates on its
+share, and rank 0 tests and writes.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ import pandas as pd
 from torch import nn
 
 from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger
-from study.config import EvalConfig, RunConfig, add_config_arguments, config_from_args
+from study.config import EXECUTION_FIELDS, EvalConfig, RunConfig, add_config_arguments, config_from_args
 from study.data.patches import seconds_to_samples
-from study.device import (DistInfo, amp_enabled, barrier, resolve_device, seed_everything, setup_distributed,
-                          teardown_distributed)
+from study.device import (DistInfo, amp_enabled, barrier, launch_info, resolve_device, seed_everything,
+                          setup_distributed, teardown_distributed)
 from study.evaluate import SongSet, predict_clips, protocol
 from study.metrics import score_test_set
 from study.train import TrainResult, train
@@ -84,14 +85,15 @@ def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force
     if results.is_complete(run_dir) and not force:
         print(f"{cfg.run_id}: complete in {run_dir}; skipped (force=True reruns it)")
         return run_dir
-    dist = setup_distributed(cfg.train.device)
     started = time.perf_counter()
+    launch = launch_info()
+    if launch.is_main:
+        print(cfg)
+    collection = load_collection(cfg.data)
+    cache, collection = _ensure_cache(collection, cfg, launch)  # hours for a large collection: before any group
+    setup_seconds = time.perf_counter() - started
+    dist = setup_distributed(cfg.train.device)
     try:
-        if dist.is_main:
-            print(cfg)
-        collection = load_collection(cfg.data)
-        cache, collection = _ensure_cache(collection, cfg, dist)
-        setup_seconds = time.perf_counter() - started
         seed_everything(cfg.train.seed)  # the initial weights are part of the run
         model = build_model(cfg.model, n_tags=len(collection.tags), audio_cfg=cfg.audio)
         folder = checkpoint_dir(cfg)
@@ -109,16 +111,17 @@ def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force
     return run_dir
 
 
-def _ensure_cache(collection, cfg: RunConfig, dist: DistInfo):
-    """Rank 0 builds or opens the cache first; the other ranks open the finished one."""
-    from study.data.cache import ensure_cache
+def _ensure_cache(collection, cfg: RunConfig, launch: DistInfo):
+    """The first process on each machine builds or opens the cache; the others wait for it to be complete.
 
-    if dist.is_main:
-        out = ensure_cache(collection, cfg.data, cfg.audio)
-    barrier(dist)
-    if not dist.is_main:
-        out = ensure_cache(collection, cfg.data, cfg.audio, progress=False)
-    return out
+    Called before the process group exists, so the wait has no collective timeout however long
+    decoding takes (`study cache` beforehand avoids the wait altogether).
+    """
+    from study.data.cache import ensure_cache, wait_for_cache
+
+    if launch.local_rank == 0:
+        return ensure_cache(collection, cfg.data, cfg.audio)
+    return wait_for_cache(collection, cfg.data, cfg.audio)
 
 
 def _train(cfg: RunConfig, model: nn.Module, collection, cache, folder: Path, dist: DistInfo) -> TrainResult:
@@ -143,7 +146,8 @@ def _train(cfg: RunConfig, model: nn.Module, collection, cache, folder: Path, di
 def _training_record(result: TrainResult) -> dict[str, Any]:
     return {"best_epoch": result.best_epoch, "epochs": len(result.history), "selection": result.selection,
             "best_metric": result.best_metric, "stop_reason": result.stop_reason,
-            "interruptions": result.interruptions, "checkpoint": str(result.checkpoint_dir / BEST)}
+            "interruptions": result.interruptions, "world_size": result.world_size,
+            "checkpoint": str(result.checkpoint_dir / BEST)}
 
 
 def _score_and_write(cfg: RunConfig, model: nn.Module, collection, cache, *, history: list[dict], training: dict,
@@ -177,7 +181,9 @@ def _score_and_write(cfg: RunConfig, model: nn.Module, collection, cache, *, his
     predictions = {"track_ids": test_ids, "y_true": y_true, "y_score": scores, "tags": tags,
                    "is_regression": is_regression}
     return results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics=metrics, per_tag=per_tag,
-                             curve=curve, protocol=record, provenance=results.provenance(collection, timings),
+                             curve=curve, protocol=record,
+                             provenance=results.provenance(collection, timings,
+                                                           world_size=training.get("world_size", 1)),
                              predictions=predictions, overwrite=overwrite)
 
 
@@ -187,7 +193,7 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
     """Score a trained model on the test split under ``cfg``'s evaluation protocol; a run of its own.
 
     The checkpoint is ``checkpoint`` (its training config is kept, ``cfg`` gives only the eval
-    fields) or else the best.pt of ``cfg``'s own run.
+    fields and where to run: device, data and cache folders) or else the best.pt of ``cfg``'s own run.
     """
     from study import results
     from study.data import load_collection
@@ -197,7 +203,8 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
         checkpoint = checkpoint_dir(cfg) / BEST
     else:
         trained = RunConfig.from_dict(load_checkpoint(checkpoint)["config"])
-        cfg = trained.with_overrides(**{name: getattr(cfg.eval, name) for name in EVAL_FIELDS})
+        given = cfg.flat()
+        cfg = trained.with_overrides(**{name: given[name] for name in EVAL_FIELDS + EXECUTION_FIELDS})
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no trained checkpoint; run `study train` with the same settings first")
@@ -219,7 +226,8 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
     training = {"best_epoch": meta.get("epoch"), "epochs": len(history), "selection": meta.get("selection"),
                 "best_metric": meta.get("best_metric"),
                 "stop_reason": progress.get("stop_reason") if progress.get("finished") else "interrupted",
-                "interruptions": progress.get("interruptions", 0), "checkpoint": str(checkpoint)}
+                "interruptions": progress.get("interruptions", 0), "world_size": meta.get("world_size", 1),
+                "checkpoint": str(checkpoint)}
     return _score_and_write(cfg, model, collection, cache, history=history, training=training,
                             results_dir=results_dir, overwrite=True, timings={})
 
@@ -248,9 +256,11 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     given = [name for name in RunConfig.flat_fields() if getattr(args, name, None) is not None]
     training_fields = [name for name in given if name not in EVAL_FIELDS]
     checkpoint = args.checkpoint
-    if checkpoint and training_fields:
+    refused = [name for name in training_fields if name not in EXECUTION_FIELDS]
+    if checkpoint and refused:
         raise SystemExit(f"study evaluate --checkpoint keeps the checkpoint's training settings; only evaluation "
-                         f"fields ({', '.join(EVAL_FIELDS)}) may be given, not {', '.join(training_fields)}")
+                         f"fields ({', '.join(EVAL_FIELDS)}) and where to run ({', '.join(EXECUTION_FIELDS)}) may "
+                         f"be given, not {', '.join(refused)}")
     if checkpoint:  # the checkpoint's own config, with only the evaluation fields the user gave
         trained = RunConfig.from_dict(load_checkpoint(checkpoint)["config"])
         cfg = trained.with_overrides(**{name: getattr(args, name) for name in given})

@@ -21,12 +21,16 @@ PACKAGES = ("torch", "numpy", "librosa", "scikit-learn", "pandas", "scipy", "sou
 _OUTPUT_PATHS = ("results", "figures", "cache", "checkpoints")
 
 
-def provenance(collection, timings: dict[str, float]) -> dict[str, Any]:
-    """The provenance record of a run on ``collection`` (a study.data.Collection)."""
+def provenance(collection, timings: dict[str, float], *, world_size: int = 1) -> dict[str, Any]:
+    """The provenance record of a run on ``collection`` (a study.data.Collection).
+
+    ``world_size``: the processes that trained the model (torchrun), each on its share of every batch.
+    """
     return {
         "code": code_version(),
         "packages": package_versions(),
         "hardware": hardware(),
+        "world_size": int(world_size),
         "timings": {str(k): float(v) for k, v in timings.items()},
         "data": data_record(collection),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -38,7 +38,8 @@ from tqdm import tqdm
 from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
 from study.config import TrainConfig
 from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_from_main, derived_seed, describe,
-                          keep_freed_memory, resolve_device, seed_everything, set_deterministic)
+                          idle_gpu_warning, keep_freed_memory, loader_workers, resolve_device, seed_everything,
+                          set_deterministic)
 from study.evaluate import SongSet, predict_clips
 from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
 
@@ -213,6 +214,21 @@ class TrainResult:
     seconds: float
     stop_reason: str = ""  # early stopping | epoch cap (STOP_REASONS)
     interruptions: int = 0  # times the run was stopped and resumed on its way
+    world_size: int = 1  # processes that trained it (torchrun)
+
+
+def process_batch(batch_size: int, dist: DistInfo) -> int:
+    """This process's share of ``batch_size``, the clips of one step over all processes.
+
+    ``batch_size`` keeps its meaning whatever the number of GPUs (§4's setting stays the paper's),
+    so N processes take batch_size / N clips each and DDP averages their gradients.
+    """
+    if batch_size < 1 or batch_size % dist.world_size:
+        nearest = max(1, round(batch_size / dist.world_size)) * dist.world_size
+        raise ValueError(f"batch_size {batch_size} is the batch of one step over all {dist.world_size} processes and "
+                         f"must be a positive multiple of that number (e.g. {nearest}), or run another number "
+                         f"of processes")
+    return batch_size // dist.world_size
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -226,7 +242,8 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     ``train_data`` yields (waveform (samples,), labels (tags,)); if it has ``set_epoch`` it is
     called before each epoch (RandomPatches).  ``run_config`` (RunConfig.to_dict()) is stored in
     the checkpoints so that ``load_tagger`` can rebuild the model.  Under torchrun, ``dist``
-    describes this process: patches are sharded over ranks, rank 0 validates and saves.
+    describes this process: each rank trains on its share of every batch (``cfg.batch_size`` is the
+    batch over all ranks) and validates a share of the clips; rank 0 decides and saves.
     """
     started = time.perf_counter()
     keep_freed_memory()
@@ -236,6 +253,11 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     if train_labels is None:
         train_labels = getattr(train_data, "labels", None)
     device = resolve_device(cfg.device, dist)
+    step_batch = process_batch(cfg.batch_size, dist)
+    sync_batchnorm = cfg.sync_batchnorm and dist.distributed
+    if sync_batchnorm and device.type != "cuda":
+        raise ValueError(f"sync_batchnorm needs CUDA (torch synchronises batch norm across GPUs only); "
+                         f"this run is on {device}: use sync_batchnorm false")
     amp = amp_enabled(device, cfg.mixed_precision)
     set_deterministic(cfg.deterministic)
     loss_fn = build_loss(cfg, is_regression, train_labels).to(device)
@@ -244,16 +266,20 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     state = load_checkpoint(checkpoint_dir / LAST) if (checkpoint_dir / LAST).is_file() else None
     if state is not None:
         _check_same_run(checkpoint_dir / LAST, state, run_config, cfg)
+        _check_same_processes(checkpoint_dir / LAST, state, dist)
         model.load_state_dict(state["model_state"])
     else:
         _fit_input_stats(model, train_data, cfg)
     model.to(device)
+    if sync_batchnorm:  # same parameters and buffers, so checkpoints stay loadable by a plain model
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     run = Progress(learning_rate=cfg.learning_rate)
     if state is not None:
         optimizer.load_state_dict(state["optimizer_state"])
-        scaler.load_state_dict(state["scaler_state"])
+        if state["scaler_state"]:  # empty when saved by a disabled scaler (CPU, MPS): an enabled one starts afresh
+            scaler.load_state_dict(state["scaler_state"])
         run = Progress(**state["progress"])
         run.learning_rate = run.learning_rate or cfg.learning_rate
         set_rng_state(state["rng_state"])
@@ -266,11 +292,15 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     net = _wrap(model, device, dist)
     sampler = DistributedSampler(train_data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
     per_rank = len(sampler)
-    loader = DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+    workers = loader_workers(cfg.num_workers, device, dist)
+    loader = DataLoader(train_data, batch_size=step_batch, sampler=sampler, num_workers=workers,
                         pin_memory=device.type == "cuda",
-                        drop_last=per_rank > 1 and per_rank % cfg.batch_size == 1)  # no batch of 1 for batch norm
+                        drop_last=per_rank > 1 and per_rank % step_batch == 1)  # no batch of 1 for batch norm
     if dist.is_main:
-        log(_header(model, run_config, device, amp, dist, cfg, selection, len(train_data)))
+        log(_header(model, run_config, device, amp, dist, cfg, selection, len(train_data), workers))
+        warning = idle_gpu_warning() if device.type == "cpu" and cfg.device == "auto" else ""
+        if warning:
+            log(f"WARNING: {warning}")
 
     first_epoch = run.epoch + 1
     while not run.finished and run.epoch < cfg.max_epochs:
@@ -285,11 +315,12 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
         train_loss = _train_epoch(net, loader, optimizer, scaler, loss_fn, device, amp, dist,
                                   desc=f"epoch {epoch}/{cfg.max_epochs}", show=progress and dist.is_main)
         record = {"epoch": epoch, "train_loss": train_loss}
-        improved, scores = False, None
+        improved = False
+        _share_main_buffers(model, dist)  # every rank validates rank 0's model, on its share of the clips
+        scores = predict_clips(model, valid.reader, valid.track_ids, patch_samples=valid.patch_samples,
+                               hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
+                               batch_size=cfg.batch_size, amp=amp, dist=dist)
         if dist.is_main:
-            scores = predict_clips(model, valid.reader, valid.track_ids, patch_samples=valid.patch_samples,
-                                   hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
-                                   batch_size=cfg.batch_size, amp=amp)
             record.update(_validation_record(scores, valid.labels, tags, is_regression, loss_fn.kind))
             record["lr"] = run.learning_rate
             record["patches"] = (run.history[-1]["patches"] if run.history else 0) + len(train_data)
@@ -300,7 +331,8 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
         run = broadcast_from_main(dist, run)  # every rank stops together
         if dist.is_main:
             common = {"config": run_config, "train_config": asdict(cfg), "tags": tags,
-                      "regression_tags": [t for t, r in zip(tags, is_regression) if r], "selection": selection}
+                      "regression_tags": [t for t, r in zip(tags, is_regression) if r], "selection": selection,
+                      "world_size": dist.world_size}
             _save_epoch(checkpoint_dir, common, model, optimizer, scaler, run,
                         best_scores=(scores, valid.track_ids) if improved else None)
         barrier(dist)
@@ -318,7 +350,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
     return TrainResult(model=model, history=run.history, best_epoch=run.best_epoch, best_metric=run.best_metric,
                        selection=selection, thresholds=thresholds, checkpoint_dir=checkpoint_dir,
                        epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started,
-                       stop_reason=run.stop_reason, interruptions=run.interruptions)
+                       stop_reason=run.stop_reason, interruptions=run.interruptions, world_size=dist.world_size)
 
 
 def _save_epoch(folder: Path, common: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -379,6 +411,17 @@ def _validation_record(scores: np.ndarray, labels: np.ndarray, tags: Sequence[st
             "valid_pr_auc": overall["pr_auc"], "valid_rmse": overall["rmse"]}
 
 
+def _share_main_buffers(model: nn.Module, dist: DistInfo) -> None:
+    """Rank 0's buffers (batch-norm running statistics) on every rank.
+
+    DDP copies rank 0's buffers to the others before each step, but each rank then updates its
+    copy with its own share of the batch, so after an epoch they differ; the parameters never do.
+    """
+    if dist.distributed:
+        for buffer in model.buffers():
+            torch_dist.broadcast(buffer, src=0)
+
+
 def _wrap(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
     if not dist.distributed:
         return model
@@ -415,6 +458,20 @@ def _check_same_run(path: Path, state: dict, run_config: dict | None, cfg: Train
                          f"run's own checkpoint folder (saved {saved}, asked {expected})")
 
 
+def _check_same_processes(path: Path, state: dict, dist: DistInfo) -> None:
+    """Refuse to continue an unfinished run with another number of processes than it started with.
+
+    Each process's share of the patches and of the batch, its batch-norm statistics and its random
+    draws depend on that number, so the resumed run would not end as the uninterrupted one.
+    """
+    saved = state.get("world_size", dist.world_size)  # checkpoints from before it was recorded: not checked
+    if saved == dist.world_size or state["progress"]["finished"]:
+        return
+    how = "without torchrun" if saved == 1 else f"with torchrun --nproc_per_node (and --nnodes) giving {saved} processes"
+    raise ValueError(f"{path}: this run was trained by {saved} process(es) and would resume with {dist.world_size}; "
+                     f"resume it {how}, or delete its checkpoint folder to start again")
+
+
 def count_parameters(model: nn.Module) -> int:
     """TF-style count for the study's models; every trainable tensor for any other module."""
     from study.models import count_params
@@ -423,14 +480,18 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _header(model: nn.Module, run_config: dict | None, device: torch.device, amp: bool, dist: DistInfo,
-            cfg: TrainConfig, selection: str, n_train: int) -> str:
+            cfg: TrainConfig, selection: str, n_train: int, workers: int) -> str:
     name = (run_config or {}).get("model", {}).get("model", type(model).__name__)
     config_hash = "-"
     if run_config is not None:
         from study.config import RunConfig
         config_hash = RunConfig.from_dict(run_config).config_hash()
+    batch = f"batch {cfg.batch_size}"
+    if dist.distributed:
+        share = cfg.batch_size // dist.world_size
+        batch += f" ({share} per process, batch norm over {cfg.batch_size if cfg.sync_batchnorm else share})"
     return (f"model {name}: {count_parameters(model):,} parameters | config {config_hash} | device "
-            f"{describe(device, amp, dist)} | {n_train} training clips, batch {cfg.batch_size}, "
+            f"{describe(device, amp, dist)}, {workers} loader workers | {n_train} training clips, {batch}, "
             f"early stopping on {selection} (patience {cfg.patience})")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from pathlib import Path
 
@@ -154,18 +155,42 @@ def test_execute_notebook_retries_a_failure_and_reports_the_last_error(tmp_path)
     assert result.attempts == 1 and result.error == "ValueError: boom 7"
 
 
+def test_each_parallel_job_gets_its_own_gpu():
+    assert batch.job_gpus(2, None, 2) == ["0", "1"]
+    assert batch.job_gpus(3, "4,6", 2) == ["4", "6", "4"]  # more jobs than GPUs: shared in turn
+    assert batch.job_gpus(2, None, 0) == [None, None]  # no GPU: nothing set
+    assert batch.job_gpus(2, "", 0) == [None, None]
+
+
+def test_the_pool_initializer_sets_the_jobs_gpu(monkeypatch):
+    import queue
+
+    for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # and restored after the initializer has set them here
+    gpus = queue.Queue()
+    for gpu in (None, "3"):
+        gpus.put(gpu)
+    batch._start_job(1, gpus)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"
+    batch._start_job(1, gpus)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
 def test_batch_skips_complete_runs_runs_the_rest_in_parallel_then_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "prepare_data", lambda configs: None)  # the fake runs need no audio
+    monkeypatch.setattr(batch, "_visible_gpus", lambda jobs: batch.job_gpus(jobs, "5,7", 2))  # names only
     experiment = write_notebook(
         tmp_path / "fake_experiment.ipynb",
         'preset = "smoke"  # preset\nresults_dir = "results"  # folder\nmodel = None  # name\nseed = None  # int',
         """
+        import os
         import pandas as pd
         from study import results
         from study.batch import config_from_parameters
         cfg = config_from_parameters(preset, model=model, seed=seed)
         results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {"roc_auc": 0.5}, "n_test": 1},
-                          per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={}, provenance={},
+                          per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={},
+                          provenance={"gpu": os.environ.get("CUDA_VISIBLE_DEVICES")},
                           predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]], "tags": ["a"],
                                        "is_regression": [False]})
         """)
@@ -196,6 +221,9 @@ def test_batch_skips_complete_runs_runs_the_rest_in_parallel_then_reports(tmp_pa
     assert summary.skipped == [done_before.run_id]
     assert sorted(summary.done) == sorted(cfg.run_id for cfg in grid.configs()[1:])
     assert all((tmp_path / "results" / "notebooks" / f"{run_id}.ipynb").is_file() for run_id in summary.done)
+    gpus = [results.read_json(results.run_path(tmp_path / "results", run_id), "provenance.json")["gpu"]
+            for run_id in summary.done]
+    assert set(gpus) <= {"5", "7"} and None not in gpus  # each parallel kernel ran with one GPU of its own
     written = pd.read_csv(tmp_path / "results" / "tables" / "fake" / "fake_summary.csv")  # the grid's outputs folder
     assert sorted(written["model"]) == ["gbt", "spectrogram", "waveform"]
     assert summary.reports == [tmp_path / "results" / "notebooks" / "fake_report-g.ipynb"]

@@ -19,7 +19,7 @@ import soundfile
 from study.audio import AudioError, load_audio
 from study.config import AudioConfig, DataConfig, RunConfig
 from study.data.cache import (FAILED_FILE, INDEX_FILE, SAMPLES_FILE, AudioCache, CacheMismatchError,
-                              cache_settings, ensure_cache)
+                              cache_settings, ensure_cache, wait_for_cache)
 from study.data.collection import Collection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,6 +264,26 @@ def test_ensure_cache_folder_drops_failed_and_reuses(tmp_path):
     cache_again, kept_again = ensure_cache(collection, run_cfg, workers=1, progress=False)
     assert logged(log) == first  # nothing decoded the second time
     assert list(kept_again.tracks.index) == list(kept.tracks.index)
+
+
+def test_a_waiting_process_opens_the_cache_once_another_has_finished_it(tmp_path, capsys):
+    """torchrun's other processes on a machine wait, without a time limit, for the first one's build."""
+    import threading
+
+    log = tmp_path / "decoded.txt"
+    collection = tones(6, ToneLoader(fail={"t2": AudioError}, log=log))
+    run_cfg = RunConfig().with_overrides(cache_dir=str(tmp_path / "store"))
+    ensure_cache(tones(3), run_cfg, workers=1, progress=False)  # another collection's cache: not this one
+    builder = threading.Timer(0.3, lambda: ensure_cache(collection, run_cfg, workers=1, progress=False))
+    builder.start()
+    try:
+        cache, kept = wait_for_cache(collection, run_cfg, poll_seconds=0.05)
+    finally:
+        builder.join()
+    assert "waiting for another process" in capsys.readouterr().err
+    assert sorted(cache.track_ids) == sorted(kept.tracks.index) and "t2" not in kept.tracks.index
+    assert_equal_to_tones(cache, kept.tracks.index)
+    assert sorted(logged(log)) == sorted(collection.tracks.index)  # decoded once, by the builder alone
 
 
 # ---- real files through study.audio.load_audio --------------------------------------------------

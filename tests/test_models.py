@@ -237,6 +237,26 @@ def test_back_end_conv2_conv3_use_one_scalar_batch_norm() -> None:
     assert count_params(backend.conv1.norm) == 2 * 512
 
 
+@pytest.mark.parametrize("model", ["waveform", "spectrogram", "dieleman"])
+def test_sync_batchnorm_conversion_keeps_weights_and_the_plain_path_computes_the_same(model: str) -> None:
+    """torchrun's sync_batchnorm converts every batch norm, the scalar one's too; a converted model takes
+    the plain (not the fused CPU) path, keeps its state dict and, in eval mode, its outputs."""
+    net = tiny(model).eval()
+    audio = torch.randn(2, net.fixed_samples or THREE_S)
+    with torch.no_grad():
+        expected = net(audio)
+    state = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    norms = [m for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    scalar = [m for m in synced.modules() if isinstance(m, ScalarBatchNorm)]
+    assert scalar and all(isinstance(m.norm, torch.nn.SyncBatchNorm) for m in scalar)
+    assert synced.state_dict().keys() == state.keys()
+    assert all(torch.equal(synced.state_dict()[name], tensor) for name, tensor in state.items())
+    with torch.no_grad():
+        torch.testing.assert_close(synced(audio), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_baselines_flatten_the_same_map_at_187_and_188_frames() -> None:
     """paper-facts count the baselines at 187 frames; a centred STFT of 48,000 samples gives 188."""
     for name in ("vgg", "timbre_cnn", "dieleman"):

@@ -19,7 +19,8 @@ from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunCo
 from study.data.collection import Collection
 from study.device import DistInfo, amp_enabled, derived_seed, resolve_device, set_deterministic, setup_distributed
 from study.evaluate import SongSet
-from study.train import Progress, TaggingLoss, loss_kind, positive_weights, probability_loss, selection_metric, train
+from study.train import (Progress, TaggingLoss, loss_kind, positive_weights, probability_loss, process_batch,
+                         selection_metric, train)
 from tests.tiny import (CLIP_SAMPLES, PATCH_SAMPLES, REGRESSION, TAGS, TINY_TRAIN, TinyTagger, run_tiny,
                         synthetic_clip, tiny_data, tiny_model)
 
@@ -189,10 +190,73 @@ def test_a_run_resumes_on_another_device_or_folder_but_not_with_another_setting(
         run_tiny(tmp_path, cfg.train, run_config=cfg.with_overrides(learning_rate=0.5).to_dict())
 
 
+def _scaler_without_autocast(monkeypatch) -> None:
+    """An enabled GradScaler on the CPU, as a CUDA run has, without float16 autocast: scaling by a
+    power of two and back is exact, so the run must end exactly as one without a scaler."""
+    import contextlib
+
+    import study.evaluate
+    import study.train
+
+    monkeypatch.setattr(study.train, "amp_enabled", lambda device, requested: True)
+    for module in (study.train, study.evaluate):
+        monkeypatch.setattr(module, "autocast", lambda device, enabled: contextlib.nullcontext())
+
+
+def _kill_after(epoch_to_stop: int):
+    def stop(epoch, record):
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt("simulated kill")
+    return stop
+
+
+@pytest.mark.parametrize("first_enabled", [False, True], ids=["cpu-to-scaler", "scaler-to-cpu"])
+def test_a_run_resumes_across_an_enabled_and_a_disabled_gradient_scaler(reference, tmp_path, monkeypatch,
+                                                                        first_enabled):
+    with monkeypatch.context() as patch:
+        if first_enabled:
+            _scaler_without_autocast(patch)
+        with pytest.raises(KeyboardInterrupt):
+            run_tiny(tmp_path, on_epoch_end=_kill_after(2))
+    assert bool(load_checkpoint(tmp_path / LAST)["scaler_state"]) == first_enabled  # a disabled scaler saves {}
+    with monkeypatch.context() as patch:
+        if not first_enabled:
+            _scaler_without_autocast(patch)
+        resumed = run_tiny(tmp_path)
+    expected, _ = reference
+    assert resumed.epochs_run == 2
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert same_history(resumed.history, expected.history)
+
+
+def test_batch_size_is_the_batch_of_one_step_over_all_processes(tmp_path):
+    assert process_batch(32, DistInfo()) == 32
+    assert process_batch(32, DistInfo(rank=1, world_size=4)) == 8
+    with pytest.raises(ValueError, match=r"batch_size 30 .* 4 processes .*\(e.g. 32\)"):
+        process_batch(30, DistInfo(world_size=4))
+    # refused before the process group is used: no group exists here
+    with pytest.raises(ValueError, match="batch_size 8 .* 3 processes"):
+        run_tiny(tmp_path, dist=DistInfo(world_size=3))
+    with pytest.raises(ValueError, match="sync_batchnorm needs CUDA"):
+        run_tiny(tmp_path, replace(TINY_TRAIN, sync_batchnorm=True), dist=DistInfo(world_size=2))
+    run_tiny(tmp_path / "one", replace(TINY_TRAIN, sync_batchnorm=True, max_epochs=1))  # one process: no effect
+
+
+def test_an_unfinished_run_refuses_another_number_of_processes(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path, on_epoch_end=_kill_after(1))
+    assert load_checkpoint(tmp_path / LAST)["world_size"] == 1
+    with pytest.raises(ValueError, match=r"trained by 1 process\(es\) and would resume with 2; resume it without "
+                                         r"torchrun"):
+        run_tiny(tmp_path, dist=DistInfo(rank=0, world_size=2))  # refused before the process group is used
+
+
 def test_checkpoints_hold_the_contract_fields_input_stats_and_thresholds(reference):
     result, folder = reference
     best, last = load_checkpoint(folder / BEST), load_checkpoint(folder / LAST)
-    for key in ("config", "model_state", "epoch", "best_metric", "tags", "regression_tags", "thresholds", "history"):
+    for key in ("config", "model_state", "epoch", "best_metric", "tags", "regression_tags", "thresholds", "history",
+                "world_size"):
         assert key in best, key
     for key in ("optimizer_state", "rng_state", "scaler_state", "progress"):
         assert key in last, key
@@ -312,13 +376,25 @@ def tiny_study(monkeypatch):
     monkeypatch.setattr(study.data.cache, "default_workers", lambda: 1)
 
 
-def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_study, capsys):
+def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_study, capsys, monkeypatch):
     from study.experiment import checkpoint_dir, evaluate_checkpoint, run_experiment
     from study.results import is_complete, load_curves, load_runs, read_json
 
     cfg = tiny_run_config(tmp_path)
+    import study.experiment
+    from study.data.cache import SETTINGS_FILE
+
+    joined = []  # the cache folders built when the process group would be joined
+
+    def setup_distributed(device):
+        joined.append([p.name for p in (tmp_path / "cache").glob(f"*/{SETTINGS_FILE}")])
+        return DistInfo()
+
+    monkeypatch.setattr(study.experiment, "setup_distributed", setup_distributed)
     run_dir = run_experiment(cfg, results_dir=tmp_path / "results")
+    assert joined == [[SETTINGS_FILE]]  # the cache was built before any process group would be joined
     assert is_complete(run_dir) and run_dir.name == cfg.run_id
+    assert read_json(run_dir, "provenance.json")["world_size"] == 1
     out = capsys.readouterr().out
     assert "parameters" in out and cfg.config_hash() in out and "device cpu" in out
     runs = load_runs(tmp_path / "results")
@@ -337,6 +413,16 @@ def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_st
                                 results_dir=tmp_path / "results")
     assert whole != run_dir and read_json(whole, "protocol.json")["whole_clip"] is True
     assert len(load_runs(tmp_path / "results")) == 2
+    assert read_json(whole, "protocol.json")["training"]["world_size"] == 1
+
+    from study.cli import main as study_main
+
+    assert study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--device", "cpu",
+                       "--eval_hop_seconds", str(PATCH_SAMPLES / 32000), "--results-dir",
+                       str(tmp_path / "results")]) == 0  # the device is where it runs, not what it computes
+    assert len(load_runs(tmp_path / "results")) == 3
+    with pytest.raises(SystemExit, match="not learning_rate"):
+        study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--learning_rate", "0.1"])
 
 
 def test_the_train_command_takes_every_config_field(tmp_path):

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,13 +238,41 @@ def ensure_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None
     workers = default_workers() if workers is None else workers
     folder = cache_folder(collection, data_cfg)
     settings = cache_settings(collection, sample_rate=audio_cfg.sample_rate, dtype=dtype)
-    cache = AudioCache.open(folder, expected=settings) if (folder / SETTINGS_FILE).exists() else None
-    if cache is None or any(t not in cache and t not in cache.failed for t in collection.tracks.index):
+    cache = _complete_cache(collection, folder, settings)
+    if cache is None:
         cache = AudioCache.build(collection, folder, sample_rate=audio_cfg.sample_rate, dtype=dtype,
                                  workers=workers, progress=progress)
     missing = [t for t in collection.tracks.index if t not in cache and t not in cache.failed]
     assert not missing, f"cache build left {len(missing)} tracks undecided, e.g. {missing[:3]}"
     return cache, (collection.drop(list(cache.failed)) if cache.failed else collection)
+
+
+def wait_for_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None = None, *,
+                   poll_seconds: float = 10.0) -> tuple[AudioCache, Collection]:
+    """What :func:`ensure_cache` returns, once another process (torchrun's first process on this
+    machine) has built the cache: polls the folder, without a time limit, and decodes nothing."""
+    data_cfg = getattr(cfg, "data", cfg)
+    audio_cfg = audio_cfg or getattr(cfg, "audio", None) or AudioConfig()
+    folder = cache_folder(collection, data_cfg)
+    settings = cache_settings(collection, sample_rate=audio_cfg.sample_rate,
+                              dtype=getattr(data_cfg, "cache_dtype", "float32"))
+    cache, announced = _complete_cache(collection, folder, settings), False
+    while cache is None:
+        if not announced:
+            print(f"waiting for another process to build the audio cache in {folder}", file=sys.stderr, flush=True)
+            announced = True
+        time.sleep(poll_seconds)
+        cache = _complete_cache(collection, folder, settings)
+    return cache, (collection.drop(list(cache.failed)) if cache.failed else collection)
+
+
+def _complete_cache(collection: Collection, folder: Path, settings: dict[str, Any]) -> AudioCache | None:
+    """The cache in ``folder`` when it holds (or lists as failed) every track of ``collection``, else None."""
+    if not (folder / SETTINGS_FILE).exists():
+        return None
+    cache = AudioCache.open(folder, expected=settings)
+    complete = all(t in cache or t in cache.failed for t in collection.tracks.index)
+    return cache if complete else None
 
 
 # ---- decoding ----------------------------------------------------------------------------------
