@@ -1,0 +1,197 @@
+"""Speed ratios measured side by side in one run: this tree against an older commit, and against peers' code.
+
+The machine is shared and its speed drifts, so no figure here is an absolute time compared with
+one taken earlier: every comparison runs its two sides alternately (A B A B ...), each in a fresh
+process, and reports each pair's ratio and their median.  The older commit is checked out into a
+temporary git worktree and measured with the same probe script (benchmarks/probes.py) and the
+same interpreter; peers' code runs from benchmarks/peer_*.py.
+
+Suites (``--suites``, default all but ``tag``, which needs a TensorFlow interpreter):
+
+    train      the default preset's training, end to end (cached patches, steps, a validation pass
+               every epoch, checkpoints), both front-ends, 1 thread: new / old clips per second
+    paper      the paper's configuration (x1 front-end, 512 filters / 500 units) training step at
+               3 s (batch 32) and 15 s (batch 8), both front-ends, 1 thread
+    samplecnn  SampleCNN trained by this study's path against the sota-music-tagging-models
+               repository's path (benchmarks/peer_samplecnn.py), batch 16, 2 threads
+    tag        MTT_musicnn tagging a 30 s song: this tree against musicnn's own TensorFlow code
+               (benchmarks/peer_musicnn.py, run by --tf-python) and against the older commit, 2 threads;
+               warm (model loaded) and as whole commands (a fresh process, imports included)
+
+    python benchmarks/bench_speed.py --suites train,paper,samplecnn --repeats 3
+    python benchmarks/bench_speed.py --suites tag --tf-python /tmp/tfenv/bin/python
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBES = ROOT / "benchmarks" / "probes.py"
+BASELINE_REVISION = "0f60ca6"  # the study before its fused CPU path, per-kind loss and epoch sizes
+
+
+@dataclass
+class Side:
+    """One side of a comparison: a command, and the source tree whose ``study`` it imports."""
+
+    label: str
+    command: list[str]
+    tree: Path = ROOT
+    threads: int = 1
+    key: str = "clips_per_s"  # the JSON field compared; or 'wall' for the whole command's wall time
+    env: dict = field(default_factory=dict)
+
+    def run(self) -> float:
+        env = {**os.environ, "PYTHONPATH": str(self.tree), "OMP_NUM_THREADS": str(self.threads),
+               "MKL_NUM_THREADS": str(self.threads), **self.env}
+        started = time.perf_counter()
+        done = subprocess.run(self.command, cwd=self.tree, env=env, capture_output=True, text=True, timeout=3600)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        if self.key == "wall":
+            return wall
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        return float(json.loads(lines[-1])[self.key])
+
+
+def compare(name: str, new: Side, old: Side, repeats: int, *, higher_is_better: bool = True) -> dict:
+    """Alternate the two sides ``repeats`` times; the ratio is new's speed over old's (> 1: new is faster)."""
+    pairs = []
+    for _ in range(repeats):
+        a, b = new.run(), old.run()
+        pairs.append((a, b))
+        print(f"  {name}: {new.label} {a:.4g}  {old.label} {b:.4g}", flush=True)
+    ratios = [a / b if higher_is_better else b / a for a, b in pairs]
+    return {"comparison": name, "new": new.label, "old": old.label, "unit": "clips/s" if higher_is_better else "s",
+            "new_median": statistics.median(a for a, _ in pairs), "old_median": statistics.median(b for _, b in pairs),
+            "ratio_median": statistics.median(ratios), "ratios": [round(r, 3) for r in ratios]}
+
+
+def baseline_tree(revision: str, folder: Path) -> Path:
+    """``revision`` checked out (detached) in a temporary git worktree."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(folder), revision],
+                   check=True, capture_output=True, text=True)
+    return folder
+
+
+def probe(*args: str) -> list[str]:
+    return [sys.executable, str(PROBES), *args]
+
+
+def train_suite(old: Path, work: Path, repeats: int) -> list[dict]:
+    rows = []
+    for model in ("spectrogram", "waveform"):
+        arguments = ["train", "--model", model, "--train-size", "1000", "--epochs", "3"]
+        rows.append(compare(f"train {model} (default preset, end to end)",
+                            Side("new", probe(*arguments, "--work", str(work / f"new-{model}"))),
+                            Side("old", probe(*arguments, "--work", str(work / f"old-{model}")), tree=old), repeats))
+    return rows
+
+
+def paper_suite(old: Path, repeats: int) -> list[dict]:
+    rows = []
+    for model in ("spectrogram", "waveform"):
+        for seconds, batch, steps in ((3, 32, 2), (15, 8, 2)):
+            arguments = ["step", "--paper", "--model", model, "--seconds", str(seconds), "--batch", str(batch),
+                         "--steps", str(steps)]
+            rows.append(compare(f"step {model} (paper x1 512/500, {seconds} s, batch {batch})",
+                                Side("new", probe(*arguments)), Side("old", probe(*arguments), tree=old), repeats))
+    return rows
+
+
+def samplecnn_suite(old: Path, work: Path, repeats: int) -> list[dict]:
+    ours = Side("study", probe("samplecnn", "--work", str(work / "samplecnn"), "--patches", "320", "--batch", "16",
+                               "--threads", "2"), threads=2)
+    peer = Side("peer", [sys.executable, str(ROOT / "benchmarks" / "peer_samplecnn.py"), "--work",
+                         str(work / "peer"), "--patches", "320", "--batch", "16", "--threads", "2"], threads=2)
+    older = Side("old", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", "2"),
+                 tree=old, threads=2)
+    newer = Side("new", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", "2"),
+                 threads=2)
+    return [compare("SampleCNN end to end, study vs sota-music-tagging-models (batch 16, 2 threads)", ours, peer,
+                    repeats),
+            compare("SampleCNN training step, new vs old (batch 16, 2 threads)", newer, older, repeats)]
+
+
+def tag_suite(old: Path, work: Path, repeats: int, tf_python: str) -> list[dict]:
+    song = work / "song30.wav"  # 30 s of orchestral-like harmonic tones with noise, 16 kHz
+    t = np.arange(30 * 16000) / 16000
+    rng = np.random.default_rng(30)
+    signal = sum(np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * t / (3 + k)))
+                 for k, f in enumerate((110.0, 220.0, 277.2, 329.6, 440.0)))
+    soundfile.write(song, (0.1 * signal + 0.02 * rng.standard_normal(t.size)).astype(np.float32), 16000,
+                    subtype="PCM_16")
+    rows = []
+    warm = ["tag", "--audio", str(song), "--repeats", "5", "--threads", "2"]
+    rows.append(compare("tag 30 s, warm: new vs old", Side("new", probe(*warm), threads=2, key="seconds"),
+                        Side("old", probe(*warm), tree=old, threads=2, key="seconds"), repeats, higher_is_better=False))
+    if tf_python:
+        peer = [tf_python, str(ROOT / "benchmarks" / "peer_musicnn.py"), str(song), "--repeats", "5", "--threads", "2"]
+        for key in ("batched", "inference", "extractor"):
+            rows.append(compare(f"tag 30 s, warm: study vs musicnn TF ({key})",
+                                Side("study", probe(*warm), threads=2, key="seconds"),
+                                Side("musicnn-tf", peer, threads=2, key=key), repeats, higher_is_better=False))
+        cold_ours = [sys.executable, "-m", "study", "tag", str(song), "--pretrained", "MTT_musicnn", "--output",
+                     str(work / "tags.json")]
+        cold_peer = [tf_python, "-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; "
+                     "os.environ['TF_USE_LEGACY_KERAS']='1'; from musicnn.extractor import extractor; "
+                     f"extractor({str(song)!r}, model='MTT_musicnn', extract_features=False)"]
+        rows.append(compare("tag 30 s, whole command: study tag vs musicnn extractor",
+                            Side("study", cold_ours, threads=2, key="wall"),
+                            Side("musicnn-tf", cold_peer, threads=2, key="wall"), repeats, higher_is_better=False))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suites", default="train,paper,samplecnn", help="comma-separated: train, paper, samplecnn, tag")
+    parser.add_argument("--baseline", default=BASELINE_REVISION, help="the older commit (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating pairs per comparison")
+    parser.add_argument("--tf-python", default="", help="an interpreter with TensorFlow and musicnn (tag suite)")
+    parser.add_argument("--json", default="", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    suites = args.suites.split(",")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+          f"baseline {args.baseline}; command: python benchmarks/bench_speed.py {' '.join(argv or sys.argv[1:])}",
+          flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-speed-"))
+    old = baseline_tree(args.baseline, work / "baseline")
+    rows: list[dict] = []
+    try:
+        if "train" in suites:
+            rows += train_suite(old, work, args.repeats)
+        if "paper" in suites:
+            rows += paper_suite(old, args.repeats)
+        if "samplecnn" in suites:
+            rows += samplecnn_suite(old, work, args.repeats)
+        if "tag" in suites:
+            rows += tag_suite(old, work, args.repeats, args.tf_python)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'comparison':<78} {'new':>10} {'old':>10} {'ratio':>7}  pairs")
+    for row in rows:
+        print(f"{row['comparison']:<78} {row['new_median']:>10.4g} {row['old_median']:>10.4g} "
+              f"{row['ratio_median']:>6.2f}x  {row['ratios']}  ({row['new']} vs {row['old']}, {row['unit']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
