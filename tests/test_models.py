@@ -73,7 +73,8 @@ def test_time_arithmetic_matches_the_real_front_end(model: str, samples: int) ->
 
 
 def test_waveform_time_steps_and_smallest_inputs() -> None:
-    """paper-facts: 3 s -> 20 steps, 15 s -> 108 (7 layers) / 11 (9 layers); minima 19,680 and 177,144."""
+    """docs/paper-details.md, "Waveform front-end": 3 s -> 20 steps, 15 s -> 108 (7 layers) / 11 (9 layers);
+    minima 19,680 and 177,144."""
     seven, nine = on_meta("waveform"), on_meta("waveform", waveform_layers=9)
     frontend_steps = lambda net, n: trace_time(net.frontend.time_ops, n)[-1][1]  # noqa: E731
     assert (frontend_steps(seven, THREE_S), frontend_steps(seven, FIFTEEN_S)) == (20, 108)
@@ -219,7 +220,7 @@ def test_spectrogram_front_end_widths_and_pitch_invariance() -> None:
 
 
 # ---- parameter counts (Tables 2-4, §5.1) -------------------------------------------------------------
-def test_anchor_counts_from_paper_facts() -> None:
+def test_anchor_counts_of_the_parameter_count_notes() -> None:
     waveform = on_meta("waveform")
     spectrogram = on_meta("spectrogram", frontend_multiplier=0.5, backend_filters=64, dense_units=200)
     assert count_params(waveform) == 5_377_082
@@ -238,7 +239,7 @@ def test_back_end_conv2_conv3_use_one_scalar_batch_norm() -> None:
 
 
 def test_baselines_flatten_the_same_map_at_187_and_188_frames() -> None:
-    """paper-facts count the baselines at 187 frames; a centred STFT of 48,000 samples gives 188."""
+    """The baselines are counted at 187 frames (docs/paper-details.md); a centred STFT of 48,000 samples gives 188."""
     for name in ("vgg", "timbre_cnn", "dieleman"):
         net = on_meta(name)
         ops = net.time_ops[1:]  # after the STFT

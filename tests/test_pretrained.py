@@ -1,4 +1,4 @@
-"""The TF checkpoint reader, the musicnn ports and their parity with musicnn's own TF outputs (issue 7).
+"""The TF checkpoint reader, the musicnn ports and their parity with musicnn's own TF outputs.
 
 The reader is tested on tiny bundles written here by a writer that follows the same published
 format (blocks with restart points and prefix-compressed keys, masked CRCs, the 48-byte footer,
