@@ -9,8 +9,9 @@ import torch
 
 from study import paper
 from study.cli import main as study_main
-from study.config import AudioConfig, ModelConfig
-from study.models import MODELS, build_model, count_params, count_table, describe, param_breakdown, row_model
+from study.config import AudioConfig, ModelConfig, preset_config
+from study.models import (GBT, MODEL_NAMES, MODELS, build_model, check_model_name, count_params, count_table,
+                          describe, param_breakdown, row_model)
 from study.models.blocks import BN_EPS, BN_MOMENTUM, ScalarBatchNorm, trace_time
 
 N_TAGS = 7
@@ -39,6 +40,14 @@ def test_registry_names_and_unknown_model() -> None:
                            "musicnn", "musicnn_vgg"}
     with pytest.raises(ValueError, match="unknown model 'cnn'.*waveform"):
         build_model(ModelConfig(model="cnn"), n_tags=3)
+
+
+def test_the_registry_knows_every_model_a_config_names_and_refuses_the_gbt_as_a_network() -> None:
+    assert MODEL_NAMES == (*MODELS, GBT)
+    assert {preset_config(p).model.model for p in ("smoke", "default", "paper")} | {ModelConfig().model} <= set(MODELS)
+    check_model_name(GBT)  # a model a config may name
+    with pytest.raises(ValueError, match="not a network.*study gbt"):
+        build_model(ModelConfig(model=GBT), n_tags=3)
 
 
 def test_multiplier_too_small_names_the_value() -> None:
