@@ -184,7 +184,7 @@ def test_a_run_resumes_on_another_device_or_folder_but_not_with_another_setting(
     run_tiny(tmp_path, cfg)
     moved = cfg.with_overrides(device="cuda", num_workers=4, cache_dir="elsewhere", data_root="/mnt/copy")
     assert moved.run_id == cfg.run_id
-    here = moved.with_overrides(device="cpu")  # this machine has no GPU; the run id ignores the device anyway
+    here = moved.with_overrides(device="cpu", num_workers=0)  # what this machine runs; the same run id
     run_tiny(tmp_path, here)  # finished: loaded, not refused
     with pytest.raises(ValueError, match="another configuration"):
         run_tiny(tmp_path, cfg.with_overrides(learning_rate=0.5))
