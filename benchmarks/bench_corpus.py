@@ -21,7 +21,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from study.data.corpus.loader import tag_table  # noqa: E402
+from study.data.corpus.loader import corpus_table  # noqa: E402
 from study.data.corpus.plan import plan_clips, plan_row  # noqa: E402
 from study.data.corpus.render import render_clip  # noqa: E402
 from study.data.splits import artist_filtered_split, nested_train_order  # noqa: E402
@@ -51,7 +51,7 @@ def bench_audio(clips: int, seconds: float, seed: int, first_index: int) -> None
 
 
 def bench_table(size: int, seed: int, splits: bool) -> None:
-    (tracks, labels), wall, cpu = _timed(tag_table, seed, size)
+    (tracks, labels), wall, cpu = _timed(corpus_table, seed, size)
     print(f"tag table: {size:,} clips in {wall:.1f} s wall ({cpu:.1f} s CPU), labels {labels.nbytes / 2**20:.0f} MiB")
     if splits:
         split, wall, _ = _timed(artist_filtered_split, tracks, labels, seed=seed)

@@ -1,4 +1,4 @@
-"""Seconds to tag a 30 s song with MTT_musicnn in our PyTorch code, beside musicnn's own TF code (issue 7).
+"""Seconds to tag a 30 s song with MTT_musicnn in our PyTorch code, beside musicnn's own TF code.
 
 Two figures for ours: end to end as musicnn's ``extractor()`` works (load the model, decode the
 file, log-mel, tags) and tagging alone with the model already loaded.  The TF figure is the median

@@ -1,4 +1,4 @@
-"""Training throughput, tagging time and peak memory of every model (issue 4, "Benchmarks").
+"""Training throughput, tagging time and peak memory of every model.
 
 For each model of the registry and each setup it prints training clips per second (one
 forward + backward + Adam step on random patches, as training sees them), the seconds needed to

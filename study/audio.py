@@ -2,7 +2,7 @@
 
 The log-mel runs inside the model, batched on the model's device, with librosa's own mel
 filterbank so that it equals ``librosa.feature.melspectrogram`` followed by the authors'
-``log10(1 + 10000 * mel)`` (paper-facts: "Input representations").
+``log10(1 + 10000 * mel)`` (docs/paper-details.md, "Input representation").
 """
 from __future__ import annotations
 

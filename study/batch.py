@@ -1,4 +1,4 @@
-"""Batch reruns: a YAML grid of configurations, each run through the experiment notebook (issue 5).
+"""Batch reruns: a YAML grid of configurations, each run through the experiment notebook.
 
 A grid file names the notebook that runs one configuration, the preset it starts from, the
 parameter grids (each entry a cartesian product of value lists), optional ``overrides`` applied
@@ -17,9 +17,10 @@ to every point, and the report notebooks that turn the finished runs into tables
       - {notebook: notebooks/03_mtt_capacity.ipynb, parameters: {grid: grids/mtt.yaml}}
 
 Each point becomes ``RunConfig.from_flat(preset, **point)``; a point whose run folder is already
-complete is skipped, the others are executed by papermill (the executed copy is kept as
-``<results_dir>/notebooks/<run_id>.ipynb``) and retried when they fail.  String values may name
-environment variables (``data_root: $MTT_ROOT``) so machine paths stay out of the grid files.
+complete for the same data (``study.results.reusable_run``) is skipped, the others are executed by
+papermill (the executed copy is kept as ``<results_dir>/notebooks/<run_id>.ipynb``) and retried
+when they fail.  String values may name environment variables (``data_root: $MTT_ROOT``) so
+machine paths stay out of the grid files.
 """
 from __future__ import annotations
 
@@ -38,13 +39,17 @@ from typing import Any
 
 import yaml
 
-from study import REPOSITORY_ROOT
-from study.config import RunConfig
+from study.config import DataConfig, RunConfig, config_from_parameters, field_comments
+from study.data import READERS, Collection, load_collection
+from study.data.cache import ensure_cache
+from study.experiment import run_experiment
+from study.gbt import run_gbt
+from study.models import GBT, MODEL_NAMES
+from study.paths import REPOSITORY_ROOT, portable_path, resolve_path
+from study.results import reusable_run
 
-REPO_ROOT = REPOSITORY_ROOT
-GRIDS_DIR = REPO_ROOT / "grids"
+GRIDS_DIR = REPOSITORY_ROOT / "grids"
 KERNEL = "python3"  # the kernelspec papermill starts; jupyter maps 'python' in it to this interpreter
-GBT_MODEL = "gbt"  # model name of the Table 1 baseline (study.gbt)
 
 # Notebook parameters that are not RunConfig fields (test_notebooks accepts exactly these).
 EXTRA_PARAMETERS = {
@@ -58,6 +63,10 @@ EXTRA_PARAMETERS = {
     "listen_tags": "tags whose clips the tour plays and shows",
     "listen_clips": "how many clips the tour plays per tag",
 }
+
+# config fields whose allowed values are a registry's names: the experiment notebook lists them from the registry
+REGISTRIES = {"model": MODEL_NAMES, "dataset": tuple(READERS)}
+EXPERIMENT_DEFAULTS = {"preset": "default", "results_dir": "results"}  # the experiment notebook's extra parameters
 
 _UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
@@ -87,15 +96,7 @@ class Grid:
         return RunConfig.from_flat(self.preset, **self.overrides)
 
     def configs(self) -> list[RunConfig]:
-        return [point_config(self.preset, point) for point in self.points]
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A path as given, else relative to the repository root (grid files name repo paths)."""
-    path = Path(path).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    return REPO_ROOT / path
+        return [RunConfig.from_flat(self.preset, **point) for point in self.points]
 
 
 def grid_for_preset(preset: str) -> Path:
@@ -111,10 +112,6 @@ def expand(entry: dict[str, Any]) -> list[dict[str, Any]]:
     names = list(entry)
     values = [v if isinstance(v, list) else [v] for v in entry.values()]
     return [dict(zip(names, combination)) for combination in itertools.product(*values)]
-
-
-def point_config(preset: str, point: dict[str, Any]) -> RunConfig:
-    return RunConfig.from_flat(preset, **point)
 
 
 def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
@@ -146,7 +143,7 @@ def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
                 raise ValueError(f"{path}: grid entry {number} sets {refused}, which {notebook} does not take as "
                                  f"parameters; it takes {sorted(accepted)}")
             try:
-                run_id = point_config(preset, point).run_id
+                run_id = RunConfig.from_flat(preset, **point).run_id
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}: grid entry {number}, point {point}: {error}") from None
             points.setdefault(run_id, point)
@@ -189,37 +186,49 @@ def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
     return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
 
 
+def experiment_parameters_cell() -> str:
+    """The parameters cell of notebooks/01_experiment.ipynb, derived from the config: the preset, the
+    results folder and every RunConfig field, each None (the preset's value) with its comment from
+    study/config.py.  ``tools/experiment_parameters.py`` writes it; a test keeps the two in step."""
+    lines = [f"{name} = {value!r}  # {EXTRA_PARAMETERS[name]}".replace("'", '"')
+             for name, value in EXPERIMENT_DEFAULTS.items()]
+    for name, comment in field_comments().items():
+        choices = f"; one of {' | '.join(REGISTRIES[name])}" if name in REGISTRIES else ""
+        lines.append(f"{name} = None  # {comment}{choices}")
+    return "\n".join(lines)
+
+
 # ---- one configuration -----------------------------------------------------------------------
-def config_from_parameters(preset: str, **parameters: Any) -> RunConfig:
-    """The run a notebook's parameters describe: the preset, with every parameter not None replacing
-    the field of the same name (None means 'the preset's value')."""
-    return RunConfig.from_flat(preset, **{name: value for name, value in parameters.items() if value is not None})
-
-
 def run_configuration(cfg: RunConfig, *, results_dir: str | Path = "results") -> Path:
-    """Train and evaluate one configuration, or fit the GBT baseline of Table 1 when model == 'gbt'."""
-    if cfg.model.model == GBT_MODEL:
-        from study.gbt import run_gbt
-
-        return Path(run_gbt(cfg, results_dir=results_dir))
-    from study.experiment import run_experiment
-
-    return Path(run_experiment(cfg, results_dir=results_dir))
+    """Train and evaluate one configuration, or fit Table 1's GBT baseline when the model is the registry's GBT."""
+    if cfg.model.model == GBT:
+        return run_gbt(cfg, results_dir=results_dir)
+    return run_experiment(cfg, results_dir=results_dir)
 
 
-def prepare_data(configs: list[RunConfig]) -> None:
+def _shared_data(cfg: RunConfig) -> DataConfig:
+    return dataclasses.replace(cfg.data, train_size=0)  # every training size is a subset of one collection
+
+
+def load_collections(configs: list[RunConfig]) -> dict[DataConfig, Collection]:
+    """Each distinct collection of ``configs``, read once (label files only; no audio is decoded)."""
+    collections: dict[DataConfig, Collection] = {}
+    for cfg in configs:
+        if _shared_data(cfg) not in collections:
+            collections[_shared_data(cfg)] = load_collection(_shared_data(cfg))
+    return collections
+
+
+def prepare_data(configs: list[RunConfig], *, collections: dict[DataConfig, Collection] | None = None) -> None:
     """Decode each distinct collection once before the runs start, so parallel runs share a cache
     instead of waiting on each other's build (and its progress bar shows here, not in a notebook)."""
-    from study.data import load_collection
-    from study.data.cache import ensure_cache
-
+    collections = collections or load_collections(configs)
     seen: set[tuple] = set()
     for cfg in configs:
-        data = dataclasses.replace(cfg.data, train_size=0)  # every train size shares one collection
-        if (data, cfg.audio.sample_rate) in seen:
+        if (_shared_data(cfg), cfg.audio.sample_rate) in seen:
             continue
-        seen.add((data, cfg.audio.sample_rate))
-        ensure_cache(load_collection(data), data, cfg.audio)
+        seen.add((_shared_data(cfg), cfg.audio.sample_rate))
+        ensure_cache(collections[_shared_data(cfg)], cfg)
 
 
 # ---- executing notebooks ---------------------------------------------------------------------
@@ -318,24 +327,24 @@ class BatchSummary:
 def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
               jobs: int | None = None, retries: int = 1, report: bool = True) -> BatchSummary:
     """Run every point of a grid that is not complete yet, then its report notebooks."""
-    from study.results import is_complete, run_path
-
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     jobs = max(1, jobs or grid.jobs)
     summary = BatchSummary(grid.path)
-    notebooks_dir = Path(results_dir) / "notebooks"
+    notebooks_dir = resolve_path(results_dir) / "notebooks"
+    collections = load_collections(grid.configs())
     todo = []
     for point, cfg in zip(grid.points, grid.configs()):
-        if is_complete(run_path(results_dir, cfg.run_id)):
+        manifest_hash = collections[_shared_data(cfg)].manifest_hash()
+        if reusable_run(results_dir, cfg.run_id, manifest_hash, announce=False) is not None:
             summary.skipped.append(cfg.run_id)
             continue
-        parameters = {**point, "preset": grid.preset, "results_dir": str(results_dir)}
+        parameters = {**point, "preset": grid.preset, "results_dir": portable_path(results_dir)}
         todo.append((cfg, (str(grid.notebook), str(notebooks_dir / f"{cfg.run_id}.ipynb"), parameters, retries,
                            str(Path.cwd()))))
-    print(f"{grid.path}: {len(grid.points)} points, {len(summary.skipped)} already complete, "
+    print(f"{grid.path}: {len(grid.points)} points, {len(summary.skipped)} already complete for these data, "
           f"{len(todo)} to run ({jobs} at a time)", flush=True)
     if todo:
-        prepare_data([cfg for cfg, _ in todo])
+        prepare_data([cfg for cfg, _ in todo], collections=collections)
     for count, (run_id, result) in enumerate(_execute_all(todo, jobs), start=1):
         status = "done" if result.error is None else "FAILED"
         print(f"[{count}/{len(todo)}] {status} {run_id} ({result.attempts} attempt(s), {result.seconds:.0f} s)"
@@ -376,13 +385,13 @@ def run_reports(grid: str | Path | Grid, *, results_dir: str | Path = "results",
     grid = grid if isinstance(grid, Grid) else load_grid(grid, require_env=False)
     summary = summary or BatchSummary(grid.path)
     for item in grid.reports:
-        given = {"grid": str(grid.path), "preset": grid.preset, "results_dir": str(results_dir),
-                 "tables_dir": str(Path(results_dir) / "tables" / grid.outputs),
-                 "figures_dir": str(Path(figures_dir) / grid.outputs), **item.parameters}
+        given = {"grid": portable_path(grid.path), "preset": grid.preset, "results_dir": portable_path(results_dir),
+                 "tables_dir": portable_path(Path(results_dir) / "tables" / grid.outputs),
+                 "figures_dir": portable_path(Path(figures_dir) / grid.outputs), **item.parameters}
         accepted = notebook_parameters(item.notebook)
         parameters = {name: value for name, value in given.items() if name in accepted}
         label = Path(str(parameters.get("grid", grid.path))).stem
-        output = Path(results_dir) / "notebooks" / f"{item.notebook.stem}-{label}.ipynb"
+        output = resolve_path(results_dir) / "notebooks" / f"{item.notebook.stem}-{label}.ipynb"
         result = execute_notebook(item.notebook, output, parameters)
         if result.error is None:
             summary.reports.append(output)
@@ -436,7 +445,7 @@ def _exit(summary: BatchSummary, *, echo: bool = False) -> int:
 
 
 __all__ = [
-    "BatchSummary", "EXTRA_PARAMETERS", "GBT_MODEL", "Grid", "NotebookRun", "Report", "config_from_parameters",
-    "execute_notebook", "expand", "grid_for_preset", "load_grid", "notebook_parameters", "point_config",
-    "prepare_data", "register_cli", "resolve_path", "run_batch", "run_configuration", "run_reports",
+    "BatchSummary", "EXTRA_PARAMETERS", "Grid", "NotebookRun", "Report", "config_from_parameters",
+    "execute_notebook", "expand", "experiment_parameters_cell", "grid_for_preset", "load_grid", "notebook_parameters",
+    "prepare_data", "register_cli", "run_batch", "run_configuration", "run_reports",
 ]

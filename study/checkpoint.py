@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from study import models
 from study.atomic import atomic_open
+from study.config import RunConfig
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -91,13 +93,10 @@ def load_tagger(path: str | Path, device: str | torch.device = "cpu", *,
     (tag -> float or None), "epoch", "best_metric", "history" and "protocol" (evaluation windows).
     ``build`` defaults to study.models.build_model; it receives (ModelConfig, n_tags=, audio_cfg=).
     """
-    from study.config import RunConfig
-
     state = load_checkpoint(path)
     if "config" not in state or "model_state" not in state:
         raise ValueError(f"{path}: a tagger checkpoint needs 'config' and 'model_state'; found {sorted(state)}")
-    if build is None:
-        from study.models import build_model as build
+    build = build or models.build_model
     config = RunConfig.from_dict(state["config"])
     model = build(config.model, n_tags=len(state["tags"]), audio_cfg=config.audio)
     model.load_state_dict(state["model_state"])

@@ -2,25 +2,28 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# modules that define register_cli(subparsers); each sub-command sets func(args) -> int
-COMMAND_MODULES = (
-    "study.models",      # study models --csv
-    "study.data.cli",    # study corpus / study cache
-    "study.experiment",  # study train / study evaluate
-    "study.gbt",         # study gbt
-    "study.tag",         # study tag
-    "study.batch",       # study batch / study report / study run
+from study import batch, experiment, gbt, tag
+from study.data import cli as data_cli
+from study.models import cli as models_cli
+
+# each module's register_cli(subparsers) adds its sub-commands; each sets func(args) -> int
+COMMANDS = (
+    models_cli,  # study models --csv
+    data_cli,  # study corpus / study cache
+    experiment,  # study train / study evaluate
+    gbt,  # study gbt
+    tag,  # study tag
+    batch,  # study batch / study report / study run
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register_cli(sub)
+    for module in COMMANDS:
+        module.register_cli(sub)
     return parser
 
 

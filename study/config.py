@@ -2,27 +2,33 @@
 
 Every field name is unique across the sections, so a papermill parameter or a command-line
 ``--name value`` overrides exactly one field by its name (``RunConfig.from_flat``).  The run id
-hashes the *full resolved* config, so changing a default never aliases an older run.
+hashes the *full resolved* config, so changing a default never aliases an older run.  The comment
+after each field is its documentation: the command line's ``--help`` and the experiment notebook's
+parameters cell are made from it (:func:`field_comments`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
+import io
 import json
+import tokenize
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from functools import cache
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
 class AudioConfig:
-    """Input representation (paper-facts: 16 kHz; log-mel n_fft 512, hop 256, 96 bands)."""
+    """Input representation (docs/paper-details.md, "Input representation": 16 kHz; log-mel 512 / 256 / 96)."""
 
-    sample_rate: int = 16000
-    n_fft: int = 512
-    hop_length: int = 256
-    n_mels: int = 96
-    fmin: float = 0.0
-    fmax: float = 8000.0
+    sample_rate: int = 16000  # Hz: every clip is decoded to mono at this rate
+    n_fft: int = 512  # log-mel STFT window (samples)
+    hop_length: int = 256  # log-mel STFT hop (samples)
+    n_mels: int = 96  # mel bands
+    fmin: float = 0.0  # lowest mel frequency (Hz)
+    fmax: float = 8000.0  # highest mel frequency (Hz)
     log_gain: float = 10000.0  # log10(1 + log_gain * mel), as the authors compressed it
 
 
@@ -30,27 +36,27 @@ class AudioConfig:
 class ModelConfig:
     """Which network, and the capacity knobs of Tables 2-3."""
 
-    model: str = "spectrogram"  # registry name: waveform | spectrogram | samplecnn | dieleman | vgg | timbre_cnn
+    model: str = "spectrogram"  # a name of the study.models registry (gbt: Table 1's baseline)
     frontend_multiplier: float = 1.0  # '# filters xN' rows: 0.125 .. 4
     backend_filters: int = 512  # back-end CNN filters: 64, 128, 256, 512
     dense_units: int = 500  # back-end dense units: 200 or 500
     waveform_layers: int = 7  # 7 (MTT, MSD) or 9 (the 1.2M set)
-    dropout: float = 0.5
+    dropout: float = 0.5  # dropout rate before each dense layer of the back-end
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which collection, which split convention and how much of its training set."""
 
-    dataset: str = "corpus"  # corpus | mtt | msd | jamendo | catalogue
+    dataset: str = "corpus"  # a name of the study.data readers (corpus: the embedded corpus)
     data_root: str = ""  # folder of a real dataset (ignored for the corpus)
-    audio_root: str = ""  # audio kept outside data_root; '' = found inside data_root
-    split_convention: str = ""  # dataset-specific, e.g. 'pons2018' or 'clean' for MTT; '' = the reader's default
+    audio_root: str = ""  # audio kept outside data_root, relative to it; '': found inside data_root
+    split_convention: str = ""  # dataset-specific, e.g. 'pons2018' or 'clean' for MTT; '': the reader's default
     corpus_size: int = 1000  # clips in the embedded corpus
-    corpus_seed: int = 0
-    clip_seconds: float = 30.0  # embedded corpus clip length
-    train_size: int = 0  # training clips used; 0 = the whole training split (nested subsets, §5.1)
-    cache_dir: str = "cache"  # decoded-audio store, relative to the repository root
+    corpus_seed: int = 0  # seed the embedded corpus is generated from
+    clip_seconds: float = 30.0  # embedded corpus clip length (s)
+    train_size: int = 0  # training clips used; 0: the whole training split (nested subsets, §5.1)
+    cache_dir: str = "cache"  # decoded-audio store (folder; relative paths: study.paths)
     cache_dtype: str = "float32"  # float32 | float16 (halves the disk, ~1e-3 relative error)
 
 
@@ -58,22 +64,22 @@ class DataConfig:
 class TrainConfig:
     """One training loop for every model (paper §4 'Parameters')."""
 
-    seed: int = 0
-    batch_size: int = 32  # clips per step over all processes: torchrun's N processes take batch_size / N each
-    learning_rate: float = 1e-3  # Adam, as in the paper
-    weight_decay: float = 0.0
-    max_epochs: int = 50
+    seed: int = 0  # seed of the initial weights, the patches and the bootstrap
+    batch_size: int = 32  # patches per training step over all processes (torchrun's N processes take 1/N each)
+    learning_rate: float = 1e-3  # Adam's learning rate (0.001 in the paper, §4)
+    weight_decay: float = 0.0  # L2 weight decay on kernels (the authors' code used 1e-5)
+    max_epochs: int = 50  # training epochs at most
     patience: int = 8  # epochs without improvement of the early-stopping value, then training stops
-    lr_patience: int = 0  # epochs without improvement, then the learning rate halves (the authors' schedule); 0 = never
-    epoch_patches: int = 0  # random training patches per epoch (validation after each); 0 = one per training clip
+    lr_patience: int = 0  # epochs without improvement, then the learning rate halves (the authors' schedule); 0: never
+    epoch_patches: int = 0  # random training patches per epoch (validation after each); 0: one per training clip
     early_stopping: str = "loss"  # loss (the authors' code) | roc_auc | pr_auc | rmse | auto
-    patch_seconds: float = 15.0  # training patch length (3 s on MTT)
-    loss: str = "auto"  # auto (mse if any regression tag, else bce) | bce | mse | per_kind (bce binary, mse regression)
-    class_weighting: bool = False  # future work named by the paper: imbalance-weighted loss
-    deterministic: bool = False
+    patch_seconds: float = 15.0  # training patch length (s): 15, or 3 on MTT
+    loss: str = "auto"  # auto (mse if any regression tag, else bce) | bce | mse | per_kind (bce, and mse on regression tags)
+    class_weighting: bool = False  # true: imbalance-weighted loss (future work named by the paper)
+    deterministic: bool = False  # true: deterministic torch algorithms (slower)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    mixed_precision: bool = True  # used on CUDA only
-    num_workers: int = -1  # DataLoader workers; -1 = automatic (none on CPU, a few per GPU on CUDA)
+    mixed_precision: bool = True  # float16 autocast, used on CUDA only
+    num_workers: int = -1  # DataLoader worker processes; -1: automatic (none on CPU, a few per GPU on CUDA)
     sync_batchnorm: bool = False  # under torchrun on CUDA: batch-norm statistics over the whole batch, not each share
     norm_clips: int = 200  # training clips used to estimate the log-mel mean and std
 
@@ -82,11 +88,11 @@ class TrainConfig:
 class EvalConfig:
     """Song-level evaluation protocol (§4: mean of moving-window patch predictions)."""
 
-    eval_patch_seconds: float = 15.0
-    eval_hop_seconds: float = 15.0  # = patch length: the paper's non-overlapping windows
+    eval_patch_seconds: float = 15.0  # evaluation window length (s)
+    eval_hop_seconds: float = 15.0  # evaluation window hop (s); the patch length gives the paper's windows
     whole_clip: bool = False  # one pass over the whole clip instead of averaged patches
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
+    bootstrap_samples: int = 1000  # bootstrap resamples of the test clips for the confidence intervals
+    confidence: float = 0.95  # level of the bootstrap confidence intervals
 
 
 # Where a run executes, not what it computes: left out of the run id, so one experiment keeps one id
@@ -260,11 +266,49 @@ def preset_config(preset: str) -> RunConfig:
     raise ValueError(f"unknown preset {preset!r}; expected smoke, default or paper")
 
 
+# ---- what each field means, and configs from parameters -----------------------------------------
+@cache
+def field_comments() -> dict[str, str]:
+    """Every field's documentation: the comment after it in this file, by field name ('' where none)."""
+    comments: dict[str, str] = {}
+    for section in (RunConfig, AudioConfig, ModelConfig, DataConfig, TrainConfig, EvalConfig):
+        names = {f.name for f in fields(section)}
+        pending = None  # the field whose line is being read
+        for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(section)).readline):
+            if token.type == tokenize.NAME and token.start[1] == 4 and token.string in names:
+                pending = token.string
+            elif token.type == tokenize.COMMENT and pending:
+                comments[pending] = token.string.lstrip("# ").strip()
+            elif token.type == tokenize.NEWLINE:
+                pending = None
+    return {name: comments.get(name, "") for name in RunConfig.flat_fields()}
+
+
+def config_from_parameters(preset: str, **parameters: Any) -> RunConfig:
+    """The run a notebook's parameters describe: the preset, with every parameter not None replacing
+    the field of the same name (None means 'the preset's value')."""
+    return RunConfig.from_flat(preset, **{name: value for name, value in parameters.items() if value is not None})
+
+
+def config_from_namespace(preset: str, namespace: Mapping[str, Any]) -> RunConfig:
+    """The run a notebook describes whose parameters cell names every config field (``globals()``).
+
+    Each field is read from ``namespace`` by its name; a field the namespace lacks is an error, so
+    a parameters cell that falls behind the config is caught at its first run.
+    """
+    missing = [name for name in RunConfig.flat_fields() if name not in namespace]
+    if missing:
+        raise ValueError(f"the notebook has no parameter for the config fields {missing}; its parameters cell "
+                         f"must name every field of study/config.py (tools/experiment_parameters.py writes it)")
+    return config_from_parameters(preset, **{name: namespace[name] for name in RunConfig.flat_fields()})
+
+
 # ---- command line ----------------------------------------------------------------------------
 def add_config_arguments(parser, sections: tuple[str, ...] | None = None) -> None:
     """``--preset`` and one ``--<field>`` per RunConfig field (of ``sections``, default all), by exact name."""
     parser.add_argument("--preset", default="default", help="smoke | default | paper (default: default)")
     group = parser.add_argument_group("configuration fields (see study/config.py)")
+    comments = field_comments()
     for name, (section, fld) in RunConfig.flat_fields().items():
         if sections is not None and section not in sections:
             continue
@@ -272,8 +316,18 @@ def add_config_arguments(parser, sections: tuple[str, ...] | None = None) -> Non
         if kind not in ("str", "int", "float", "bool"):
             continue
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        meaning = comments[name].replace("%", "%%")
         group.add_argument(*flags, dest=name, metavar=kind.upper(), default=None,
-                           help=f"{section or 'run'}.{name} ({kind}; the preset's value if omitted)")
+                           help=f"{section or 'run'}.{name}: {meaning} ({kind}; the preset's value if omitted)")
+
+
+def add_run_arguments(parser) -> None:
+    """The options of a command that stores a run: every config field, ``--results-dir`` and ``--force``."""
+    add_config_arguments(parser)
+    parser.add_argument("--results-dir", default="results",
+                        help="results folder; runs go to <it>/runs (relative paths: study.paths)")
+    parser.add_argument("--force", action="store_true",
+                        help="redo a run whose results are already complete for these data")
 
 
 def config_from_args(args) -> RunConfig:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from study.data.patches import window_starts, windows
+from study.data.patches import check_input_length, window_starts, windows
 from study.device import DistInfo, autocast, cudnn_benchmark_off, gather_to_all, keep_freed_memory
 
 AGGREGATION = "mean"  # of the windows' sigmoid probabilities (§4)
@@ -64,24 +64,6 @@ def clip_windows(audio: np.ndarray, *, patch_samples: int, hop_samples: int, who
         padded[:len(audio)] = audio
         return padded[None]  # (1, samples)
     return windows(audio, patch_samples, hop_samples)  # (n_windows, patch_samples)
-
-
-def check_protocol(model: nn.Module, *, patch_samples: int, whole_clip: bool) -> None:
-    """Refuse windows the model cannot take, naming the values (e.g. a 3 s patch on the 9-layer net)."""
-    model = _unwrap(model)
-    fixed = getattr(model, "fixed_samples", None)
-    if whole_clip and fixed is not None:
-        raise ValueError(f"{type(model).__name__} takes exactly {fixed} samples; whole-clip prediction needs a "
-                         f"variable-length model (use whole_clip=False)")
-    if whole_clip:
-        return
-    if fixed is not None and patch_samples != fixed:
-        raise ValueError(f"{type(model).__name__} takes exactly {fixed} samples, "
-                         f"got evaluation patches of {patch_samples}")
-    minimum = getattr(model, "min_samples", 1)
-    if patch_samples < minimum:
-        raise ValueError(f"evaluation patches of {patch_samples} samples are shorter than the {minimum} samples "
-                         f"{type(model).__name__} needs")
 
 
 @torch.inference_mode()
@@ -134,7 +116,7 @@ def predict_clips(model: nn.Module, cache: Any, track_ids: Sequence[str], *, pat
                          f"{batch_size}, {patch_samples}, {hop_samples}")
     keep_freed_memory()
     net = _unwrap(model)
-    check_protocol(net, patch_samples=patch_samples, whole_clip=whole_clip)
+    check_input_length(net, None if whole_clip else patch_samples, source="evaluation window")
     device = _model_device(net) if device is None else torch.device(device)
     window_args = {"patch_samples": patch_samples, "hop_samples": hop_samples, "whole_clip": whole_clip}
     with cudnn_benchmark_off(whole_clip):  # whole clips of many lengths: no tuning per shape
@@ -185,7 +167,7 @@ def predict_windows(model: nn.Module, audio: np.ndarray, *, patch_samples: int, 
     """One clip's per-window probabilities, (n_windows, tags): the taggram behind its song-level mean."""
     keep_freed_memory()
     net = _unwrap(model)
-    check_protocol(net, patch_samples=patch_samples, whole_clip=False)
+    check_input_length(net, patch_samples, source="evaluation window")
     device = _model_device(net) if device is None else torch.device(device)
     inputs = windows(np.asarray(audio, dtype=np.float32), patch_samples, hop_samples)  # (n_windows, patch)
     was_training = net.training

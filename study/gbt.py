@@ -1,7 +1,7 @@
 """The paper's baseline (§5.1, Table 1): handcrafted descriptors + one gradient-boosted tree model per tag.
 
 "By predicting each tag individually, one aims to turn a hard problem into multiple (hopefully
-simpler) problems."  Classification tags get a binary classifier, regression tags (the 1.2M set's
+simpler) problems."  Classification tags get a classifier, regression tags (the 1.2M set's
 pseudo-uniform ones) a regressor on [0, 1].  The baseline is trained on the same nested training
 subsets and scored with the same metrics on the same test split as the networks, and written to
 the results store with model name 'gbt' so that tables treat it like any run.
@@ -21,9 +21,13 @@ from joblib import Parallel, delayed
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from study import features, results
-from study.config import RunConfig
+from study import data, features
+from study.config import RunConfig, add_run_arguments, config_from_args
+from study.data.cache import default_workers, ensure_cache
 from study.data.collection import SPLITS
+from study.metrics import POSITIVE_THRESHOLD
+from study.models import GBT
+from study.results import record_run, reusable_run
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def fit_tag_models(train_x: np.ndarray, train_y: np.ndarray, is_regression: np.n
                    workers: int = 1) -> list:
     """One model per tag column of ``train_y`` (n_train, n_tags), ``workers`` tags at a time.
 
-    Classification labels are thresholded at 0.5, regression targets clipped to [0, 1]; early
+    Classification labels are thresholded at POSITIVE_THRESHOLD, regression targets clipped to [0, 1]; early
     stopping watches the validation split, as the networks' early stopping does (none without one).
     """
     # a leaf holds at most a tenth of the training clips, so that small nested subsets can still split
@@ -90,7 +94,7 @@ def fit_tag_models(train_x: np.ndarray, train_y: np.ndarray, is_regression: np.n
 
     def targets(y: np.ndarray, column: int) -> np.ndarray:
         values = y[:, column]
-        return np.clip(values, 0.0, 1.0) if is_regression[column] else (values >= 0.5).astype(int)
+        return np.clip(values, 0.0, 1.0) if is_regression[column] else (values >= POSITIVE_THRESHOLD).astype(int)
 
     jobs = [delayed(_fit_one)(train_x, targets(train_y, j), bool(is_regression[j]), settings,
                               valid_x if use_valid else None, targets(valid_y, j) if use_valid else None)
@@ -107,7 +111,7 @@ def predict_tag_models(models: list, x: np.ndarray) -> np.ndarray:
 
 def gbt_run_id(cfg: RunConfig, params: GBTConfig = GBTConfig()) -> str:
     """The run id of the baseline: the config's own with model 'gbt'; non-default tree settings add a hash."""
-    run_id = cfg.with_overrides(model="gbt").run_id
+    run_id = cfg.with_overrides(model=GBT).run_id
     if params != GBTConfig():
         run_id += "-" + hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:6]
     return run_id
@@ -128,27 +132,23 @@ def _timed(timings: dict[str, float], name: str):
 
 def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool = False,
             params: GBTConfig = GBTConfig(), workers: int | None = None) -> Path:
-    """Fit and score the baseline at ``cfg.data.train_size`` and write the run; skips a complete run.
+    """Fit and score the baseline at ``cfg.data.train_size`` and write the run; skips a run complete for these data.
 
     ``workers`` processes (default: one per core, at most 8) extract the descriptors (cached beside
     the audio cache and reused by every training size) and then fit the tags' models.
     """
-    from study.data import load_collection
-    from study.data.cache import default_workers, ensure_cache
-    from study.metrics import score_test_set
-
-    cfg = cfg.with_overrides(model="gbt")
+    cfg = cfg.with_overrides(model=GBT)
     run_id = gbt_run_id(cfg, params)
-    run_dir = results.run_path(results_dir, run_id)
-    if results.is_complete(run_dir) and not force:
-        print(f"{run_id}: complete run exists, skipping ({run_dir})")
-        return run_dir
-    print(f"{cfg}\ngbt: {params}")
-    workers = default_workers() if workers is None else workers
-
     timings: dict[str, float] = {}
     with _timed(timings, "data"):
-        cache, collection = ensure_cache(load_collection(cfg.data), cfg, cfg.audio)
+        collection = data.load_collection(cfg.data)
+        stored = reusable_run(results_dir, run_id, collection.manifest_hash(), force=force)
+        if stored is not None:
+            return stored
+        print(f"{cfg}\ngbt: {params}")
+        workers = default_workers() if workers is None else workers
+        collection.ids("train", cfg.data.train_size)  # a train_size beyond the split is refused before decoding
+        cache, collection = ensure_cache(collection, cfg)
     ids = {split: collection.ids(split, cfg.data.train_size if split == "train" else 0) for split in SPLITS}
     with _timed(timings, "features"):
         matrix = features.extract_features(cache, [t for split in SPLITS for t in ids[split]], workers=workers,
@@ -156,17 +156,11 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
     bounds = np.cumsum([0] + [len(ids[split]) for split in SPLITS])
     x = {split: matrix[bounds[i]:bounds[i + 1]] for i, split in enumerate(SPLITS)}  # (clips, descriptors) per split
     y = {split: collection.label_rows(ids[split]) for split in SPLITS}  # (clips, tags) per split
-    is_regression = collection.is_regression
     with _timed(timings, "train"):
-        models = fit_tag_models(x["train"], y["train"], is_regression, params=params, seed=cfg.train.seed,
+        models = fit_tag_models(x["train"], y["train"], collection.is_regression, params=params, seed=cfg.train.seed,
                                 valid_x=x["valid"], valid_y=y["valid"], workers=workers)
     with _timed(timings, "test"):
         y_score = predict_tag_models(models, x["test"])  # (test clips, tags)
-        metrics, per_tag = score_test_set(y["test"], y_score, collection.tags, is_regression,
-                                          samples=cfg.eval.bootstrap_samples, confidence=cfg.eval.confidence,
-                                          seed=cfg.train.seed)
-    per_tag["gbt_iterations"] = [model.n_iter_ for model in models]
-    overall = metrics["overall"]
     protocol = {
         "predictor": "gbt: one gradient-boosted tree model per tag (§5.1)",
         "aggregation": "none: one descriptor vector per whole clip",
@@ -174,28 +168,19 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
                         "hop": features.HOP, "families": ["timbre", "rhythm", "harmony"]},
         "early_stopping": "validation split" if len(ids["valid"]) else "none (no validation split)",
         "train_size": len(ids["train"]), "sample_rate": cfg.audio.sample_rate,
-        "bootstrap": metrics["bootstrap"],
     }
-    run_dir = results.write_run(
-        results_dir, run_id, config={**cfg.to_dict(), "gbt": asdict(params)},
-        metrics=metrics,
-        per_tag=per_tag, curve=None, protocol=protocol, provenance=results.provenance(collection, timings),
-        predictions={"track_ids": ids["test"], "y_true": y["test"], "y_score": y_score, "tags": collection.tags,
-                     "is_regression": is_regression},
-        overwrite=True)
-    print(f"{run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in overall.items() if not np.isnan(v)) + f" -> {run_dir}")
-    return run_dir
+    return record_run(results_dir, run_id, config=cfg, collection=collection, test_ids=ids["test"], scores=y_score,
+                      protocol=protocol, timings=timings, extra_config={"gbt": asdict(params)},
+                      per_tag_columns={"gbt_iterations": [model.n_iter_ for model in models]})
 
 
 # ---- command line ----------------------------------------------------------------------------
 def register_cli(subparsers) -> None:
-    from study.experiment import _add_run_arguments  # the same --preset / --<field> options as `study train`
-
     parser = subparsers.add_parser(
         "gbt", help="fit and score the GBT + descriptors baseline (Table 1)",
         description="Fit one gradient-boosted tree model per tag on handcrafted descriptors and write "
                     "results/runs/<run_id> (model 'gbt'), e.g. study gbt --preset default --train_size 500.")
-    _add_run_arguments(parser)
+    add_run_arguments(parser)  # the same --preset / --<field> options as `study train`
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for descriptors and tree fitting (default: one per core, at most 8)")
     trees = parser.add_argument_group("tree settings (GBTConfig)")
@@ -206,8 +191,6 @@ def register_cli(subparsers) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from study.config import config_from_args
-
     params = GBTConfig(**{f.name: getattr(args, f"gbt_{f.name}") for f in fields(GBTConfig)})
     run_gbt(config_from_args(args), results_dir=args.results_dir, force=args.force, params=params,
             workers=args.workers)

@@ -2,7 +2,7 @@
 
 - Classification tags: a label >= 0.5 is a positive.  ROC-AUC (``roc_auc_score``) and PR-AUC
   (``average_precision_score``) are computed per tag with scikit-learn, then averaged with equal
-  weight per tag (paper-facts: "the unweighted mean over tags").  A tag with no positive or no
+  weight per tag (docs/paper-details.md, "Metrics").  A tag with no positive or no
   negative among the evaluated clips has no AUC: it is left out of the mean and listed in
   ``excluded``.
 - Regression tags (the 1.2M set's pseudo-uniform tags, §5.1): √MSE.  The paper does not say

@@ -12,7 +12,8 @@ Each row is a dict:
   count is compared with ``params`` (default: ``config`` / {}); ``n_tags``: the output size;
 - ``note``: why our count does not meet ``params`` read as truncated ('' when it does).
 
-The printed counts are truncated, not rounded, to their precision (paper-facts): 5,377,082
+The printed counts are truncated, not rounded, to their precision (docs/paper-details.md,
+"Parameter counts"): 5,377,082
 prints as 5.3M.  ``printed_agrees`` checks one count against one printed figure.
 """
 from __future__ import annotations

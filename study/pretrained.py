@@ -1,4 +1,4 @@
-"""The musicnn package's published taggers running in the study's PyTorch code, without TensorFlow (issue 7).
+"""The musicnn package's published taggers running in the study's PyTorch code, without TensorFlow.
 
 ``MTT_musicnn``, ``MSD_musicnn``, ``MTT_vgg`` and ``MSD_vgg`` are TF1 checkpoints shipped in the
 `musicnn` wheel (ISC licence, by the paper's first author).  Only the wheel's files are used:
@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from study.config import AudioConfig, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from study import data
+from study.config import AudioConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from study.data.cache import ensure_cache
 from study.device import keep_freed_memory
 from study.models.musicnn import PATCH_FRAMES, build_musicnn, build_musicnn_vgg, load_tf_variables
+from study.results import record_run, reusable_run
 from study.tfbundle import TensorBundle
 
 # --no-deps: the wheel pins numpy < 1.17 and TensorFlow, which cannot install on current Pythons and are not used
@@ -186,57 +189,41 @@ def song_scores(model: torch.nn.Module, audio: np.ndarray | torch.Tensor, **opti
 
 
 # ---- scoring on a labelled collection ---------------------------------------------------------------
-def evaluate_pretrained(name: str, cfg: RunConfig | DataConfig | None = None, *, device: torch.device | str = "cpu",
+def evaluate_pretrained(name: str, cfg: RunConfig, *, device: torch.device | str = "cpu",
                         results_dir: str | Path = "results", force: bool = False, batch_size: int = 32) -> Path:
     """Score ``name`` on the test split of ``cfg``'s data (e.g. MTT, pons2018) with musicnn's protocol and
     the study's metrics; writes a run folder whose metrics.json also holds the authors' ``reported`` figures.
 
-    ``cfg`` gives the data fields (and, as a RunConfig, the bootstrap settings); the model fields
-    are the pretrained model's.  Tags are matched by name; collection tags the model does not
-    know are an error.
+    ``cfg`` gives the data fields and the bootstrap settings; the model fields are the pretrained
+    model's.  Tags are matched by name; collection tags the model does not know are an error,
+    found before any audio is decoded.
     """
-    from study import results
-    from study.data import load_collection
-    from study.data.cache import ensure_cache
-    from study.metrics import score_test_set
-
-    run_cfg = run_config(name)
-    if isinstance(cfg, DataConfig):
-        run_cfg = replace(run_cfg, data=cfg)
-    elif cfg is not None:
-        run_cfg = replace(run_cfg, data=cfg.data, eval=replace(run_cfg.eval, bootstrap_samples=cfg.eval.bootstrap_samples,
-                                                              confidence=cfg.eval.confidence))
-    run_dir = results.run_path(results_dir, run_cfg.run_id)
-    if results.is_complete(run_dir) and not force:
-        print(f"{run_cfg.run_id}: complete in {run_dir}; skipped (force re-scores it)")
-        return run_dir
+    published = run_config(name)
+    bootstrap = {"bootstrap_samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence}
+    run_cfg = replace(published, data=cfg.data, eval=replace(published.eval, **bootstrap))
+    collection = data.load_collection(run_cfg.data)
+    stored = reusable_run(results_dir, run_cfg.run_id, collection.manifest_hash(), force=force)
+    if stored is not None:
+        return stored
     model, meta = load_pretrained(name, device)
-    collection = load_collection(run_cfg.data)
-    cache, collection = ensure_cache(collection, run_cfg.data, run_cfg.audio)
     unknown = [tag for tag in collection.tags if tag not in meta["tags"]]
     if unknown:
         raise ValueError(f"{name} was trained on other tags; the {collection.name} collection has {len(unknown)} "
                          f"it does not know, e.g. {unknown[:5]}")
     columns = [meta["tags"].index(tag) for tag in collection.tags]  # model output -> collection tag order
+    started = time.perf_counter()
+    cache, collection = ensure_cache(collection, run_cfg)
+    timings = {"data": time.perf_counter() - started}
     test_ids = collection.ids("test")
     started = time.perf_counter()
     scores = np.stack([song_scores(model, cache.read(t), batch_size=batch_size)[columns] for t in test_ids])
-    timings = {"test": time.perf_counter() - started}
-    y_true, is_regression = collection.label_rows(test_ids), collection.is_regression
-    metrics, per_tag = score_test_set(y_true, scores, list(collection.tags), is_regression,
-                                      samples=run_cfg.eval.bootstrap_samples, confidence=run_cfg.eval.confidence,
-                                      seed=run_cfg.train.seed)
-    reported = metrics["reported"] = meta["reported"]  # the package's own experiment.result, beside ours
-    overall = metrics["overall"]
-    print(f"{name} on {collection.name} test ({len(test_ids)} clips): ROC-AUC {overall['roc_auc']:.4f}, "
-          f"PR-AUC {overall['pr_auc']:.4f}; experiment.result: ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
-          f"PR-AUC {reported.get('pr_auc', float('nan')):.4f}")
+    timings["test"] = time.perf_counter() - started
+    reported = meta["reported"]  # the package's own experiment.result, stored beside ours
+    print(f"{name}: musicnn's experiment.result gives ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
+          f"PR-AUC {reported.get('pr_auc', float('nan')):.4f} on its own test set")
     protocol = {"aggregation": "mean", "patch_frames": PATCH_FRAMES, "hop_frames": PATCH_FRAMES,
                 "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
                 "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
-                "output": "sigmoid probabilities", "pretrained": name, "bootstrap": metrics["bootstrap"]}
-    predictions = {"track_ids": test_ids, "y_true": y_true, "y_score": scores, "tags": list(collection.tags),
-                   "is_regression": is_regression}
-    return results.write_run(results_dir, run_cfg.run_id, config=run_cfg.to_dict(), metrics=metrics, per_tag=per_tag,
-                             curve=None, protocol=protocol, provenance=results.provenance(collection, timings),
-                             predictions=predictions, overwrite=True)
+                "output": "sigmoid probabilities", "pretrained": name}
+    return record_run(results_dir, run_cfg.run_id, config=run_cfg, collection=collection, test_ids=test_ids,
+                      scores=scores, protocol=protocol, timings=timings, extra_metrics={"reported": reported})

@@ -1,7 +1,8 @@
 """Where a result came from: code version, packages, hardware, data manifest and timings.
 
-Saved as ``provenance.json`` with every run (issue 4, "Results store"), so that a number in a
-table can be traced to the commit, the machine and the exact data it was computed on.
+Saved as ``provenance.json`` with every run, so that a number in a table can be traced to the
+commit, the machine and the exact data it was computed on.  Where the data lay on that machine is
+left out (the manifest hash says what they were), so run folders carry no machine's layout.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import study
+from study.data.collection import LOCATION_KEYS
+from study.paths import REPOSITORY_ROOT
 
 PACKAGES = ("torch", "numpy", "librosa", "scikit-learn", "pandas", "scipy", "soundfile")
 # outputs that change with every run must not make the code look modified
@@ -37,11 +40,6 @@ def provenance(collection, timings: dict[str, float], *, world_size: int = 1) ->
     }
 
 
-def repository_root() -> Path:
-    """The folder holding the ``study`` package (the git work tree when installed editable)."""
-    return study.REPOSITORY_ROOT
-
-
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
@@ -52,7 +50,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 def code_version(root: Path | None = None) -> dict[str, Any]:
     """Git commit and whether tracked or new code differs from it; None fields when unknown."""
-    root = repository_root() if root is None else Path(root)
+    root = REPOSITORY_ROOT if root is None else Path(root)
     head = _git(["rev-parse", "HEAD"], root)
     excluded = [f":(exclude){p}" for p in _OUTPUT_PATHS]
     status = _git(["status", "--porcelain", "--", ".", *excluded], root)
@@ -102,12 +100,12 @@ def hardware() -> dict[str, Any]:
 
 
 def data_record(collection) -> dict[str, Any]:
-    """The manifest hash and what the collection says about itself."""
+    """The manifest hash and what the collection says about itself (not where its files are)."""
     regression = sorted(collection.regression_tags)
     return {
         "name": collection.name,
         "manifest_hash": collection.manifest_hash(),
-        "description": dict(collection.description),
+        "description": {key: value for key, value in collection.description.items() if key not in LOCATION_KEYS},
         "counts": collection.counts(),
         "n_tracks": len(collection),
         "n_tags": len(collection.tags),

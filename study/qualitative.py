@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from study.metrics import POSITIVE_THRESHOLD
 from study.report import BASELINE, choose_run
+from study.results import load_predictions, run_path
 
 
 def aligned_predictions(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -39,8 +41,6 @@ def qualitative_predictions(runs: pd.DataFrame, *, model: str, train_size: int |
                             seed: int | None = None, results_dir: str | Path = "results") -> dict[str, dict]:
     """{model: ..., 'gbt': ...}: the test predictions of one network and of the GBT baseline (§5.1),
     on the clips and tags they share; empty, with a note, while either run is not stored yet."""
-    from study.results import load_predictions, run_path
-
     try:
         network = choose_run(runs, model=model, train_size=train_size, seed=seed)
         baseline = choose_run(runs, model=BASELINE)
@@ -61,10 +61,10 @@ def _reference(predictions: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any
 
 
 def _classification(pred: Mapping[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Tag names, binary truth and scores of the classification tags only."""
+    """Tag names, truth (positive or not) and scores of the classification tags only."""
     keep = ~np.asarray(pred["is_regression"], dtype=bool)
     tags = [t for t, k in zip(pred["tags"], keep) if k]
-    return tags, np.asarray(pred["y_true"])[:, keep] >= 0.5, np.asarray(pred["y_score"])[:, keep]
+    return tags, np.asarray(pred["y_true"])[:, keep] >= POSITIVE_THRESHOLD, np.asarray(pred["y_score"])[:, keep]
 
 
 def example_predictions(predictions: Mapping[str, Mapping[str, Any]], *, n_examples: int = 5,

@@ -1,8 +1,8 @@
-"""Tables and figures drawn from the results store only, beside the paper's printed numbers (issue 5).
+"""Tables and figures drawn from the results store only, beside the paper's printed numbers.
 
 Table 1 and Figure 3 (§5.1, the data-scale study), Tables 2-3 (§5.2, MTT capacity), Table 4
-(§5.3, MSD) and the views of one run (01_experiment) and of the tour; the qualitative checks of
-§5.1 are in :mod:`study.qualitative`.  Every
+(§5.3, MSD) and the views of one run (01_experiment); the qualitative checks of §5.1 are in
+:mod:`study.qualitative`, the tour's views of data and models in :mod:`study.tour`.  Every
 function takes the runs table of :func:`study.results.load_runs` (or one run's predictions), so
 no number reaches a table or a figure except from a stored run or from :mod:`study.paper`.
 The paper's numbers are always labelled 'paper'; ROC-AUC and PR-AUC are shown in %, as printed.
@@ -18,16 +18,21 @@ import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 from study.config import EXECUTION_ONLY, RunConfig, preset_config
 from study.metrics import METRICS
+from study.models import GBT, build_model, count_params
+from study.paper import printed_range
+from study.paths import resolve_path
+from study.results import read_json
 
 LABELS = {"roc_auc": "ROC-AUC (%)", "pr_auc": "PR-AUC (%)", "rmse": "√MSE"}
 PERCENT = ("roc_auc", "pr_auc")  # shown x100, as the paper prints them
 LOWER_IS_BETTER = ("rmse",)
 FRONT_ENDS = ("waveform", "spectrogram")
-BASELINE = "gbt"
+BASELINE = GBT
 MODEL_NAMES = {"waveform": "Waveform", "spectrogram": "Spectrogram", "gbt": "Baseline (GBT + descriptors)"}
 COLORS = {"waveform": "tab:blue", "spectrogram": "tab:orange", "gbt": "0.35"}
 COUNT_COLUMNS = ("train_size", "params", "crossover_train_size")  # shown as whole numbers
@@ -133,8 +138,6 @@ def paper_model(row: Mapping[str, Any]) -> str:
 
 def printed_params(text: Any) -> float:
     """A printed parameter count ('5.3M', '277k') as its lower bound (the paper truncates); NaN if none."""
-    from study.paper import printed_range
-
     return float("nan") if _missing(text) or not text else float(printed_range(str(text))[0])
 
 
@@ -188,8 +191,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "results/tables", *,
                 caption: str = "") -> tuple[Path, Path]:
-    """``<tables_dir>/<name>.csv`` (numbers) and ``.md`` (mean ± sd, for reading)."""
-    folder = Path(tables_dir)
+    """``<tables_dir>/<name>.csv`` (numbers) and ``.md`` (mean ± sd, for reading); see :mod:`study.paths`."""
+    folder = resolve_path(tables_dir)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
     table.to_csv(csv_path, index=False)
@@ -199,7 +202,7 @@ def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "result
 
 def save_figure(figure: plt.Figure, name: str, figures_dir: str | Path = "figures") -> tuple[Path, Path]:
     """``<figures_dir>/<name>.png`` and ``.pdf``, without creation dates, so equal results give equal files."""
-    folder = Path(figures_dir)
+    folder = resolve_path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
     figure.savefig(png, dpi=150, bbox_inches="tight")
@@ -453,10 +456,6 @@ def _float(value: Any) -> float:
 
 def _count_params(cfg: RunConfig, n_tags: int | None) -> float:
     """Trainable parameters of the model a config builds, counted on the 'meta' device (no weights)."""
-    import torch
-
-    from study.models import build_model, count_params
-
     if n_tags is None:
         return float("nan")
     with torch.device("meta"):
@@ -483,130 +482,9 @@ def plot_capacity(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     return figure
 
 
-# ---- the tour (00_tour): corpus, a clip, the front-ends' first layers ----------------------------
-def tag_prevalence(collection) -> pd.DataFrame:
-    """Per tag: kind and mean label (the share of clips for a binary tag), most common first."""
-    kinds = np.where(collection.is_regression, "regression", "classification")
-    table = pd.DataFrame({"tag": collection.tags, "kind": kinds, "mean_label": collection.labels.mean(axis=0)})
-    return table.sort_values(["kind", "mean_label"], ascending=[True, False], kind="stable").reset_index(drop=True)
-
-
-def plot_clip(audio: np.ndarray, audio_cfg, *, title: str = "") -> plt.Figure:
-    """A clip's waveform above its log-mel spectrogram, as the spectrogram front-end sees it (§4)."""
-    import torch
-
-    from study.audio import LogMel
-
-    with torch.no_grad():
-        logmel = LogMel(audio_cfg)(torch.as_tensor(audio, dtype=torch.float32)[None])[0].numpy()  # (frames, mels)
-    seconds = len(audio) / audio_cfg.sample_rate
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True, height_ratios=(1, 2))
-    top.plot(np.arange(len(audio)) / audio_cfg.sample_rate, audio, linewidth=0.3)
-    top.set_ylabel("amplitude")
-    top.set_title(title, fontsize=9)
-    bottom.imshow(logmel.T, origin="lower", aspect="auto", extent=(0, seconds, 0, logmel.shape[1]))
-    bottom.set_xlabel("time (s)")
-    bottom.set_ylabel("mel band")
-    figure.tight_layout()
-    return figure
-
-
-def plot_pretrained_taggram(audio: np.ndarray, *, name: str = "MTT_musicnn", top: int = 12,
-                            title: str = "") -> plt.Figure | None:
-    """A released musicnn tagger's taggram of one clip (tag scores per 3 s patch), its ``top`` tags.
-
-    None, with the one-line install hint printed, when the optional musicnn weights are missing.
-    """
-    from study.pretrained import PretrainedNotInstalled, load_pretrained, taggram
-
-    try:
-        model, meta = load_pretrained(name)
-    except PretrainedNotInstalled as missing:
-        print(missing)
-        return None
-    scores = taggram(model, audio)  # (n_patches, n_tags)
-    shown = np.argsort(-scores.mean(axis=0))[:top]
-    hop = meta["hop_seconds"]
-    figure, ax = plt.subplots(figsize=(8, 0.25 * len(shown) + 1.2))
-    image = ax.imshow(scores[:, shown].T, aspect="auto", origin="upper", vmin=0, vmax=1, cmap="magma",
-                      extent=(0, len(scores) * hop, len(shown) - 0.5, -0.5))
-    ax.set_yticks(range(len(shown)), [meta["tags"][j] for j in shown], fontsize=8)
-    ax.set_xlabel("time (s)")
-    ax.set_title(title or f"{name} taggram", fontsize=9)
-    figure.colorbar(image, ax=ax, label="score")
-    figure.tight_layout()
-    return figure
-
-
-def trained_model(runs: pd.DataFrame, *, model: str, base: RunConfig, n_tags: int,
-                  results_dir: str | Path = "results"):
-    """(network, label): the best checkpoint of the stored run of ``model`` trained on the most data,
-    or a freshly initialised network (labelled so) when no such run or checkpoint exists.
-
-    The checkpoint is the one the run recorded in its protocol.json, else ``<cache_dir>/checkpoints/<run_id>``.
-    """
-    from study.checkpoint import BEST, load_tagger
-    from study.data.cache import resolve_cache_dir
-    from study.models import build_model
-    from study.results import read_json, run_path
-
-    mine = runs[runs["model"] == model] if len(runs) else runs
-    if len(mine):
-        row = choose_run(mine, model=model)
-        recorded = read_json(run_path(results_dir, row["run_id"]), "protocol.json").get("training") or {}
-        conventional = resolve_cache_dir(row["cache_dir"]) / "checkpoints" / row["run_id"] / BEST
-        for path in (recorded.get("checkpoint"), conventional):
-            if path and Path(path).is_file():
-                network, _ = load_tagger(path)
-                return network, f"trained: {row['run_id']}"
-    cfg = base.with_overrides(model=model)
-    return build_model(cfg.model, n_tags=n_tags, audio_cfg=cfg.audio).eval(), "untrained (no stored run yet)"
-
-
-def plot_first_layer(network, *, label: str = "", sample_rate: int = 16000, shown: int = 8) -> plt.Figure:
-    """What the first layer of a front-end learned.
-
-    Spectrogram front-end: the first timbral filters as time x mel images (Figure 2, right).
-    Waveform front-end: the magnitude response of each first-layer 3-tap filter over 0..Nyquist,
-    sorted by peak frequency (sample-level filters act as a learned filterbank).
-    """
-    import torch
-
-    convs = [m for m in network.frontend.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
-    if not convs:
-        raise ValueError(f"{type(network).__name__}: no convolution in its front-end to show")
-    first = convs[0]
-    weights = first.weight.detach().float().cpu().numpy()
-    if isinstance(first, torch.nn.Conv2d):  # (filters, 1, frames, mels)
-        count = min(shown, weights.shape[0])
-        figure, axes = plt.subplots(1, count, figsize=(1.3 * count, 3), squeeze=False)
-        for index, ax in enumerate(axes[0]):
-            ax.imshow(weights[index, 0].T, origin="lower", aspect="auto", cmap="coolwarm")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{index}", fontsize=7)
-        axes[0, 0].set_ylabel(f"{weights.shape[3]} mel bins")
-        figure.suptitle(f"first timbral filters ({weights.shape[2]} frames x {weights.shape[3]} mel bins) — {label}",
-                        fontsize=9)
-    else:  # (filters, channels, taps)
-        taps = weights.reshape(weights.shape[0], -1)
-        response = np.abs(np.fft.rfft(taps, n=512, axis=1))  # (filters, 257)
-        response /= response.max(axis=1, keepdims=True) + 1e-12
-        order = np.argsort(response.argmax(axis=1), kind="stable")
-        figure, ax = plt.subplots(figsize=(6, 3.5))
-        ax.imshow(response[order].T, origin="lower", aspect="auto", extent=(0, len(order), 0, sample_rate / 2000))
-        ax.set_xlabel("filter (sorted by peak frequency)")
-        ax.set_ylabel("frequency (kHz)")
-        ax.set_title(f"first-layer magnitude responses ({taps.shape[1]} taps) — {label}", fontsize=9)
-    figure.tight_layout()
-    return figure
-
-
 # ---- one run (01_experiment) -----------------------------------------------------------------
 def run_overview(run_dir: str | Path) -> pd.DataFrame:
     """One line per metric of a stored run: value and bootstrap interval (AUCs in %)."""
-    from study.results import read_json
-
     metrics = read_json(run_dir, "metrics.json")
     rows = []
     for metric in METRICS:
@@ -648,7 +526,7 @@ __all__ = [
     "LinearFit", "METRICS", "NEUTRAL_FIELDS", "config_key", "crossover",
     "data_scale_fits", "fit_line",
     "format_table", "grid_runs", "paper_comparison", "paper_frame", "paper_model", "paper_overrides",
-    "plot_capacity", "plot_clip", "plot_curve", "plot_data_scale", "plot_first_layer", "choose_run", "plot_pretrained_taggram",
+    "plot_capacity", "plot_curve", "plot_data_scale", "choose_run",
     "preset_differences", "printed_params", "run_overview", "save_figure",
-    "select_runs", "summarise", "table1", "tag_prevalence", "to_markdown", "trained_model", "write_table",
+    "select_runs", "summarise", "table1", "to_markdown", "write_table",
 ]

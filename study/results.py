@@ -1,10 +1,16 @@
 """The results store: one folder per run under ``results/runs/<run_id>/``, loaded into tidy tables.
 
 A run folder holds ``config.json``, ``metrics.json``, ``per_tag.csv``, ``curve.csv``,
-``protocol.json``, ``provenance.json``, ``predictions.npz`` and a ``COMPLETE`` marker that lists
-every file with its size.  The folder is built under a hidden temporary name inside ``runs/`` and
-renamed into place in one step, so a crash never leaves half a result where a reader looks
-(issue 4, "Results store").  Tables and figures are drawn from these folders only.
+``protocol.json``, ``provenance.json``, ``predictions.npz``, ``excluded_clips.tsv`` (the clips the
+run could not use, and why) and a ``COMPLETE`` marker that lists every file with its size.  The
+folder is built under a hidden temporary name inside ``runs/`` and renamed into place in one step,
+so a crash never leaves half a result where a reader looks.  Tables and figures are drawn from
+these folders only.
+
+Every scored test set becomes a run folder through :func:`record_run` (networks, the GBT
+baseline and the released taggers alike), and every runner asks :func:`reusable_run` whether a
+stored run already answers its question: a run is the same run only when its config (the run
+id) *and* its data (the manifest hash in ``provenance.json``) are the same.
 """
 from __future__ import annotations
 
@@ -22,11 +28,14 @@ import numpy as np
 import pandas as pd
 
 from study.config import RunConfig
-from study.metrics import METRICS
+from study.data.collection import EXCLUDED_COLUMNS, Collection
+from study.metrics import METRICS, score_test_set
+from study.paths import portable_path, resolve_path
 from study.provenance import provenance  # re-exported: results.provenance(collection, timings)
 
 RUNS_FOLDER = "runs"
 MARKER = "COMPLETE"
+EXCLUDED_FILE = "excluded_clips.tsv"
 _TEMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
@@ -36,8 +45,11 @@ class CorruptRunWarning(UserWarning):
 
 
 def runs_dir(results_dir: str | Path = "results") -> Path:
-    """The folder of run folders: ``<results_dir>/runs`` (a path already named ``runs`` is used as is)."""
-    results_dir = Path(results_dir)
+    """The folder of run folders: ``<results_dir>/runs`` (a path already named ``runs`` is used as is).
+
+    A relative ``results_dir`` starts at the repository root (:mod:`study.paths`).
+    """
+    results_dir = resolve_path(results_dir)
     return results_dir if results_dir.name == RUNS_FOLDER else results_dir / RUNS_FOLDER
 
 
@@ -48,12 +60,13 @@ def run_path(results_dir: str | Path, run_id: str) -> Path:
 # ---- writing ---------------------------------------------------------------------------------
 def write_run(run_dir_root: str | Path, run_id: str, *, config: dict, metrics: dict, per_tag: pd.DataFrame,
               curve: pd.DataFrame | None, protocol: dict, provenance: dict, predictions: dict,
-              overwrite: bool = False) -> Path:
+              excluded: pd.DataFrame | None = None, overwrite: bool = False) -> Path:
     """Write one run folder atomically and return its path.
 
     ``run_dir_root`` is the results folder (runs go to its ``runs/``) or the ``runs`` folder itself.
     ``metrics`` = {"overall": {roc_auc, pr_auc, rmse}, "ci": {metric: (lo, hi)}, "excluded": [...],
-    "n_test": int}; ``predictions`` = {track_ids, y_true, y_score, tags, is_regression}.
+    "n_test": int}; ``predictions`` = {track_ids, y_true, y_score, tags, is_regression};
+    ``excluded`` the clips left out (columns of ``EXCLUDED_COLUMNS``; none when not given).
     An existing complete run is an error unless ``overwrite``; it is then swapped for the new one.
     """
     if not run_id or "/" in run_id or run_id.startswith("."):
@@ -74,6 +87,8 @@ def write_run(run_dir_root: str | Path, run_id: str, *, config: dict, metrics: d
         _write_json(temp / "provenance.json", provenance)
         _write_csv(temp / "per_tag.csv", per_tag)
         _write_csv(temp / "curve.csv", curve if curve is not None else pd.DataFrame({"epoch": []}))
+        left_out = excluded if excluded is not None else pd.DataFrame(columns=list(EXCLUDED_COLUMNS))
+        _write_text(temp / EXCLUDED_FILE, left_out.to_csv(sep="\t", index=False))
         with open(temp / "predictions.npz", "wb") as handle:
             np.savez_compressed(handle, **arrays)
             handle.flush()
@@ -184,6 +199,94 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+# ---- recording a scored test set --------------------------------------------------------------
+def reusable_run(results_dir: str | Path, run_id: str, manifest_hash: str, *, force: bool = False,
+                 announce: bool = True) -> Path | None:
+    """The stored run that already answers ``run_id`` on these data, or None when it must run.
+
+    A run is the same run only when its config (``run_id``) and its data (``manifest_hash``, the
+    identity of the data as read, before any audio is decoded) match a complete run folder.
+    ``force`` always runs.  With ``announce`` the decision is printed, with the flag that overrides it.
+    """
+    run_dir = run_path(results_dir, run_id)
+    if force or not is_complete(run_dir):
+        return None
+    stored = recorded_manifest(run_dir)
+    if stored != manifest_hash:
+        if announce:
+            print(f"{run_id}: the complete run in {run_dir} was made on other data (manifest {stored}, "
+                  f"these data {manifest_hash}); running it again")
+        return None
+    if announce:
+        print(f"{run_id}: complete in {run_dir} for these data; skipped (--force redoes it)")
+    return run_dir
+
+
+def recorded_manifest(run_dir: str | Path) -> str | None:
+    """The manifest hash of the data a stored run was computed on (None when it recorded none)."""
+    try:
+        return (read_json(run_dir, "provenance.json").get("data") or {}).get("manifest_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def record_run(results_dir: str | Path, run_id: str, *, config: RunConfig, collection: Collection,
+               test_ids: list[str], scores: np.ndarray, protocol: dict, timings: dict[str, float],
+               curve: pd.DataFrame | None = None, extra_config: dict | None = None,
+               extra_metrics: dict | None = None, per_tag_columns: dict | None = None) -> Path:
+    """Score a test set and store it as the run folder ``run_id``; the one way every run is recorded.
+
+    ``scores`` (clips, tags) are the song-level predictions for ``test_ids`` in the collection's tag
+    order.  Metrics with bootstrap intervals follow ``config.eval`` (seeded by ``config.train.seed``);
+    ``protocol`` says how the scores were made (the bootstrap is added); ``extra_config`` (e.g. the
+    GBT's tree settings), ``extra_metrics`` (e.g. a released tagger's own figures) and
+    ``per_tag_columns`` are stored beside the rest.  Prints one line of metrics, and one line with
+    the count of clips the run could not use and where they are listed.
+    """
+    y_true, tags, is_regression = collection.label_rows(test_ids), list(collection.tags), collection.is_regression
+    metrics, per_tag = score_test_set(y_true, scores, tags, is_regression, samples=config.eval.bootstrap_samples,
+                                      confidence=config.eval.confidence, seed=config.train.seed)
+    metrics.update(extra_metrics or {})
+    for column, values in (per_tag_columns or {}).items():
+        per_tag[column] = values
+    overall, ci, untested = metrics["overall"], metrics["ci"], metrics["excluded"]
+    print(f"{run_id} test ({len(test_ids)} clips): " + "  ".join(
+        f"{name} {value:.4f} [{ci[name][0]:.4f}, {ci[name][1]:.4f}]" for name, value in overall.items()
+        if not np.isnan(value)) + (f"  ({len(untested)} tags without positives or negatives left out, e.g. "
+                                   f"{', '.join(untested[:5])})" if untested else ""))
+    left_out = _portable_excluded(collection)
+    run_dir = write_run(results_dir, run_id, config={**portable_config(config), **(extra_config or {})},
+                        metrics=metrics, per_tag=per_tag, curve=curve,
+                        protocol={**protocol, "bootstrap": metrics["bootstrap"]},
+                        provenance=provenance(collection, timings,
+                                              world_size=(protocol.get("training") or {}).get("world_size", 1)),
+                        predictions={"track_ids": test_ids, "y_true": y_true, "y_score": scores, "tags": tags,
+                                     "is_regression": is_regression},
+                        excluded=left_out, overwrite=True)
+    if len(left_out):
+        reasons = ", ".join(f"{count} {reason}" for reason, count in left_out["reason"].value_counts().items())
+        print(f"{run_id}: {len(left_out)} clips could not be used ({reasons}); listed in {run_dir / EXCLUDED_FILE}")
+    return run_dir
+
+
+def portable_config(config: RunConfig) -> dict[str, Any]:
+    """``config`` as config.json stores it: folders inside the repository relative to it (study.paths)."""
+    stored = config.to_dict()
+    for name in ("data_root", "cache_dir"):
+        if stored["data"][name]:
+            stored["data"][name] = portable_path(stored["data"][name])
+    return stored
+
+
+def _portable_excluded(collection: Collection) -> pd.DataFrame:
+    """The collection's left-out clips, with this machine's audio folder taken out of the messages."""
+    table = collection.excluded_table()
+    root = str(collection.description.get("audio_root") or "")
+    if root and len(table):
+        table["detail"] = [str(text).replace(root.rstrip("/") + "/", "") for text in table["detail"]]
+    return table
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -327,6 +430,14 @@ def load_curves(results_dir: str | Path = "results") -> pd.DataFrame:
     return _load_table(results_dir, "curve.csv")
 
 
+def load_excluded(run_dir: str | Path) -> pd.DataFrame:
+    """The clips a run could not use and why (empty for runs stored before the list was kept)."""
+    path = Path(run_dir) / EXCLUDED_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=list(EXCLUDED_COLUMNS))
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
 def load_predictions(run_dir: str | Path) -> dict[str, Any]:
     """The test predictions of one run: track_ids, tags (lists), y_true, y_score, is_regression (arrays)."""
     run_dir = Path(run_dir)
@@ -343,7 +454,8 @@ def load_predictions(run_dir: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "CorruptRunWarning", "MARKER", "complete_runs", "is_complete", "load_curves", "load_per_tag",
-    "load_predictions", "load_runs", "provenance", "read_json", "run_path", "run_row", "runs_dir",
-    "split_config", "write_run",
+    "CorruptRunWarning", "EXCLUDED_FILE", "MARKER", "complete_runs", "is_complete", "load_curves", "load_excluded",
+    "load_per_tag", "load_predictions", "load_runs", "portable_config", "provenance", "read_json",
+    "recorded_manifest", "record_run", "reusable_run", "run_path", "run_row", "runs_dir", "split_config",
+    "write_run",
 ]

@@ -19,25 +19,24 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from study import checkpoint as checkpoints, pretrained as released
 from study.audio import AudioError, load_audio
 from study.config import RunConfig
-from study.data.patches import seconds_to_samples
+from study.data.patches import patch_length
+from study.device import resolve_device
 from study.evaluate import predict_windows
+
 
 def load_model(*, checkpoint: str | None = None, pretrained: str | None = None,
                device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """(model, meta) from a checkpoint file or a released tagger's name (exactly one of them)."""
     if (checkpoint is None) == (pretrained is None):
         raise ValueError("give exactly one of a checkpoint path or a pretrained model name")
-    if pretrained is not None:
-        from study.pretrained import load_pretrained  # issue 7: musicnn's MTT/MSD taggers
-
-        return load_pretrained(pretrained, device)
-    from study.checkpoint import load_tagger
-
+    if pretrained is not None:  # musicnn's released MTT/MSD taggers
+        return released.load_pretrained(pretrained, device)
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint file")
-    return load_tagger(checkpoint, device)
+    return checkpoints.load_tagger(checkpoint, device)
 
 
 def _model_settings(meta: dict) -> tuple[int, float]:
@@ -53,23 +52,6 @@ def _model_settings(meta: dict) -> tuple[int, float]:
     return run.audio.sample_rate, run.eval.eval_patch_seconds
 
 
-def _patch_samples(model: torch.nn.Module, patch_seconds: float, sample_rate: int, n_samples: int, *,
-                   asked: bool, shrink: bool = True) -> int:
-    """The window length: a fixed-input model's own; else the patch, or the whole clip when it is shorter."""
-    patch_samples = seconds_to_samples(patch_seconds, sample_rate)
-    fixed = getattr(model, "fixed_samples", None)
-    if fixed:
-        if asked and patch_samples != fixed:
-            raise ValueError(f"this model takes exactly {fixed} samples ({fixed / sample_rate:g} s); "
-                             f"--patch-seconds {patch_seconds} gives {patch_samples}")
-        return fixed
-    if shrink and n_samples < patch_samples:
-        # the paper's models take any length: a short clip is one window of itself, padded with
-        # silence only up to the model's smallest input
-        return max(n_samples, getattr(model, "min_samples", 1))
-    return patch_samples
-
-
 def tag_audio(audio: np.ndarray, model: torch.nn.Module, meta: dict, *, patch_seconds: float | None = None,
               overlap: float = 0.0, top_k: int = 10, taggram: bool = False, use_thresholds: bool = False,
               batch_size: int = 8) -> dict[str, Any]:
@@ -83,10 +65,11 @@ def tag_audio(audio: np.ndarray, model: torch.nn.Module, meta: dict, *, patch_se
         raise ValueError("this model has no tuned decision thresholds; run without --thresholds")
     sample_rate, default_patch = _model_settings(meta)
     audio = np.asarray(audio, dtype=np.float32)
-    # a model may bring its own windowing (the musicnn taggers cut the whole clip's log-mel, issue 7)
+    # a model may bring its own windowing (the musicnn taggers cut the whole clip's log-mel)
     custom_windows = meta.get("window_scores")
-    patch_samples = _patch_samples(model, patch_seconds or default_patch, sample_rate, len(audio),
-                                   asked=patch_seconds is not None, shrink=custom_windows is None)
+    patch_samples = patch_length(model, patch_seconds or default_patch, sample_rate, source="--patch-seconds",
+                                 exact=patch_seconds is not None,
+                                 clip_samples=len(audio) if custom_windows is None else None)
     hop_samples = max(1, int(round(patch_samples * (1.0 - overlap))))
     if custom_windows is not None:
         per_window, starts = custom_windows(model, audio, patch_samples=patch_samples, hop_samples=hop_samples,
@@ -205,8 +188,6 @@ def register_cli(subparsers) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from study.device import resolve_device
-
     if not 0.0 <= args.overlap < 1.0:
         print(f"study tag: --overlap must be in [0, 1), got {args.overlap}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Read TensorFlow tensor-bundle checkpoints (``prefix.index`` + ``prefix.data-*``) without TensorFlow.
 
-The musicnn package ships its pretrained taggers as TF1 ``Saver`` checkpoints (issue 7).  A bundle
+The musicnn package ships its pretrained taggers as TF1 ``Saver`` checkpoints (docs/paper-details.md,
+"Released taggers (musicnn)").  A bundle
 is two files: the ``.index`` is a LevelDB-style sorted table (SSTable) mapping each variable name
 to a ``BundleEntryProto`` (dtype, shape, shard, byte offset and size, CRC32-C of the bytes); the
 ``.data-NNNNN-of-MMMMM`` shards hold the raw little-endian tensor bytes.  Everything here is

@@ -1,7 +1,7 @@
 """One training loop for every model (§4 "Parameters").
 
-Adam with learning rate 0.001; binary cross-entropy for the binary datasets and MSE on sigmoid
-outputs for the 1.2M set (§4, §5.1 footnote 7: "all output nodes are sigmoidal"); an epoch is
+Adam with learning rate 0.001; binary cross-entropy for datasets of classification tags and MSE
+on sigmoid outputs for the 1.2M set (§4, §5.1 footnote 7: "all output nodes are sigmoidal"); an epoch is
 one random patch of every training song; the song-level validation metric, computed after
 every epoch exactly as the test is (mean of moving-window predictions), drives early stopping.
 
@@ -36,12 +36,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
-from study.config import TrainConfig
+from study.config import RunConfig, TrainConfig
 from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_from_main, derived_seed, describe,
                           idle_gpu_warning, keep_freed_memory, loader_workers, resolve_device, seed_everything,
                           set_deterministic)
 from study.evaluate import SongSet, predict_clips
 from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
+from study.models import count_params
 
 LOSSES = ("auto", "bce", "mse", "per_kind")
 STOP_REASONS = ("early stopping", "epoch cap", "interrupted")
@@ -51,7 +52,7 @@ STOP_REASONS = ("early stopping", "epoch cap", "interrupted")
 def loss_kind(requested: str, is_regression: np.ndarray) -> str:
     """'auto' -> MSE when any tag is a regression tag (the 1.2M set, §4 and footnote 7), else cross-entropy.
 
-    'per_kind' is cross-entropy on the binary tags and squared error on the regression tags.
+    'per_kind' is cross-entropy on the classification tags and squared error on the regression tags.
     """
     if requested not in LOSSES:
         raise ValueError(f"loss {requested!r} is not known; expected one of {LOSSES}")
@@ -232,19 +233,21 @@ def process_batch(batch_size: int, dist: DistInfo) -> int:
 
 
 # ---- the loop -----------------------------------------------------------------------------------
-def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainConfig, checkpoint_dir: str | Path,
+def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunConfig, checkpoint_dir: str | Path,
           tags: Sequence[str], is_regression: np.ndarray, train_labels: np.ndarray | None = None,
-          run_config: dict | None = None, dist: DistInfo = DistInfo(), progress: bool = True,
-          log: Callable[[str], None] = print,
+          dist: DistInfo = DistInfo(), progress: bool = True, log: Callable[[str], None] = print,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train ``model`` on random patches, validating at song level each epoch; resume from last.pt.
 
     ``train_data`` yields (waveform (samples,), labels (tags,)); if it has ``set_epoch`` it is
-    called before each epoch (RandomPatches).  ``run_config`` (RunConfig.to_dict()) is stored in
-    the checkpoints so that ``load_tagger`` can rebuild the model.  Under torchrun, ``dist``
-    describes this process: each rank trains on its share of every batch (``cfg.batch_size`` is the
-    batch over all ranks) and validates a share of the clips; rank 0 decides and saves.
+    called before each epoch (RandomPatches).  ``config`` is the run's: its ``train`` section
+    drives the loop, and the whole of it is stored in the checkpoints (so that ``load_tagger`` can
+    rebuild the model) and decides whether an existing last.pt belongs to this run.  Under
+    torchrun, ``dist`` describes this process: each rank trains on its share of every batch
+    (``batch_size`` is the batch over all ranks) and validates a share of the clips; rank 0
+    decides and saves.
     """
+    cfg = config.train
     started = time.perf_counter()
     keep_freed_memory()
     checkpoint_dir = Path(checkpoint_dir)
@@ -265,7 +268,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
 
     state = load_checkpoint(checkpoint_dir / LAST) if (checkpoint_dir / LAST).is_file() else None
     if state is not None:
-        _check_same_run(checkpoint_dir / LAST, state, run_config, cfg)
+        _check_same_run(checkpoint_dir / LAST, state, config)
         _check_same_processes(checkpoint_dir / LAST, state, dist)
         model.load_state_dict(state["model_state"])
     else:
@@ -297,7 +300,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
                         pin_memory=device.type == "cuda",
                         drop_last=per_rank > 1 and per_rank % step_batch == 1)  # no batch of 1 for batch norm
     if dist.is_main:
-        log(_header(model, run_config, device, amp, dist, cfg, selection, len(train_data), workers))
+        log(_header(model, config, device, amp, dist, selection, len(train_data), workers))
         warning = idle_gpu_warning() if device.type == "cpu" and cfg.device == "auto" else ""
         if warning:
             log(f"WARNING: {warning}")
@@ -330,7 +333,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, cfg: TrainCo
             log(_epoch_line(record, run, selection, cfg))
         run = broadcast_from_main(dist, run)  # every rank stops together
         if dist.is_main:
-            common = {"config": run_config, "train_config": asdict(cfg), "tags": tags,
+            common = {"config": config.to_dict(), "train_config": asdict(cfg), "tags": tags,
                       "regression_tags": [t for t, r in zip(tags, is_regression) if r], "selection": selection,
                       "world_size": dist.world_size}
             _save_epoch(checkpoint_dir, common, model, optimizer, scaler, run,
@@ -441,21 +444,12 @@ def _fit_input_stats(model: nn.Module, train_data: Dataset, cfg: TrainConfig) ->
     fit(torch.stack([torch.as_tensor(train_data[int(i)][0]) for i in chunk]) for chunk in chunks)  # (B, samples) each
 
 
-def _check_same_run(path: Path, state: dict, run_config: dict | None, cfg: TrainConfig) -> None:
+def _check_same_run(path: Path, state: dict, config: RunConfig) -> None:
     """Refuse another experiment's checkpoint; where a run executes (device, workers, folders) may change."""
-    from study.config import EXECUTION_ONLY, RunConfig
-
-    if run_config is not None:
-        saved, expected = state.get("config"), run_config
-        same = saved is not None and RunConfig.from_dict(saved).config_hash() == RunConfig.from_dict(expected).config_hash()
-    else:
-        ignored = EXECUTION_ONLY["train"]
-        saved = {k: v for k, v in (state.get("train_config") or {}).items() if k not in ignored}
-        expected = {k: v for k, v in asdict(cfg).items() if k not in ignored}
-        same = saved == expected
-    if not same:
+    saved = state.get("config")
+    if saved is None or RunConfig.from_dict(saved).config_hash() != config.config_hash():
         raise ValueError(f"{path}: this checkpoint belongs to another configuration; delete its folder or use the "
-                         f"run's own checkpoint folder (saved {saved}, asked {expected})")
+                         f"run's own checkpoint folder (saved {saved}, asked {config.to_dict()})")
 
 
 def _check_same_processes(path: Path, state: dict, dist: DistInfo) -> None:
@@ -472,26 +466,15 @@ def _check_same_processes(path: Path, state: dict, dist: DistInfo) -> None:
                      f"resume it {how}, or delete its checkpoint folder to start again")
 
 
-def count_parameters(model: nn.Module) -> int:
-    """TF-style count for the study's models; every trainable tensor for any other module."""
-    from study.models import count_params
-
-    return int(count_params(model))
-
-
-def _header(model: nn.Module, run_config: dict | None, device: torch.device, amp: bool, dist: DistInfo,
-            cfg: TrainConfig, selection: str, n_train: int, workers: int) -> str:
-    name = (run_config or {}).get("model", {}).get("model", type(model).__name__)
-    config_hash = "-"
-    if run_config is not None:
-        from study.config import RunConfig
-        config_hash = RunConfig.from_dict(run_config).config_hash()
+def _header(model: nn.Module, config: RunConfig, device: torch.device, amp: bool, dist: DistInfo, selection: str,
+            n_train: int, workers: int) -> str:
+    cfg = config.train
     batch = f"batch {cfg.batch_size}"
     if dist.distributed:
         share = cfg.batch_size // dist.world_size
         batch += f" ({share} per process, batch norm over {cfg.batch_size if cfg.sync_batchnorm else share})"
-    return (f"model {name}: {count_parameters(model):,} parameters | config {config_hash} | device "
-            f"{describe(device, amp, dist)}, {workers} loader workers | {n_train} training clips, {batch}, "
+    return (f"model {config.model.model}: {count_params(model):,} parameters | config {config.config_hash()} | "
+            f"device {describe(device, amp, dist)}, {workers} loader workers | {n_train} training clips, {batch}, "
             f"early stopping on {selection} (patience {cfg.patience})")
 
 

@@ -1,4 +1,4 @@
-"""Batch reruns (issue 5): grid files, skipping complete runs, retries, parallel runs, reports, and the smoke study."""
+"""Batch reruns: grid files, skipping complete runs, retries, parallel runs, reports, and the smoke study."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from study import batch, paper, results
-from study.config import RunConfig
+from study.config import RunConfig, config_from_namespace, field_comments
+from study.data import load_collection
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "notebooks" / "01_experiment.ipynb"
@@ -33,8 +34,10 @@ def write_notebook(path: Path, parameters: str, *body: str) -> Path:
 
 
 def store_fake_run(results_dir: Path, cfg: RunConfig) -> None:
+    """A complete run folder of ``cfg`` on the data it names (the manifest hash a real run records)."""
+    data = {"manifest_hash": load_collection(cfg.data).manifest_hash()}
     results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {"roc_auc": 0.5}, "n_test": 1},
-                      per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={}, provenance={},
+                      per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={}, provenance={"data": data},
                       predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]], "tags": ["a"],
                                    "is_regression": [False]})
 
@@ -96,6 +99,23 @@ def test_config_from_parameters_keeps_the_preset_where_a_parameter_is_none():
     assert cfg.data.train_size == RunConfig.from_flat("smoke").data.train_size
     with pytest.raises(ValueError, match="colour"):
         batch.config_from_parameters("smoke", colour="red")
+
+
+def test_a_notebook_namespace_gives_every_field_by_its_name():
+    namespace = {name: None for name in RunConfig.flat_fields()} | {"seed": 4, "whole_clip": True, "In": []}
+    cfg = config_from_namespace("smoke", namespace)
+    assert cfg == RunConfig.from_flat("smoke", seed=4, whole_clip=True)
+    del namespace["loss"]
+    with pytest.raises(ValueError, match=r"no parameter for the config fields \['loss'\]"):
+        config_from_namespace("smoke", namespace)
+
+
+def test_every_config_field_is_documented_where_it_is_defined():
+    comments = field_comments()
+    assert list(comments) == list(RunConfig.flat_fields())
+    undocumented = [name for name, comment in comments.items() if not comment]
+    assert not undocumented, f"fields without a comment in study/config.py: {undocumented}"
+    assert "=" not in "".join(comments.values()), "papermill cannot read a parameter line with a second '='"
 
 
 # ---- the repository's grids ---------------------------------------------------------------------
@@ -177,7 +197,7 @@ def test_the_pool_initializer_sets_the_jobs_gpu(monkeypatch):
 
 
 def test_batch_skips_complete_runs_runs_the_rest_in_parallel_then_reports(tmp_path, monkeypatch):
-    monkeypatch.setattr(batch, "prepare_data", lambda configs: None)  # the fake runs need no audio
+    monkeypatch.setattr(batch, "prepare_data", lambda configs, **kwargs: None)  # the fake runs need no audio
     monkeypatch.setattr(batch, "_visible_gpus", lambda jobs: batch.job_gpus(jobs, "5,7", 2))  # names only
     experiment = write_notebook(
         tmp_path / "fake_experiment.ipynb",
@@ -187,10 +207,12 @@ def test_batch_skips_complete_runs_runs_the_rest_in_parallel_then_reports(tmp_pa
         import pandas as pd
         from study import results
         from study.batch import config_from_parameters
+        from study.data import load_collection
         cfg = config_from_parameters(preset, model=model, seed=seed)
+        data = {"manifest_hash": load_collection(cfg.data).manifest_hash()}
         results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {"roc_auc": 0.5}, "n_test": 1},
                           per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={},
-                          provenance={"gpu": os.environ.get("CUDA_VISIBLE_DEVICES")},
+                          provenance={"data": data, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")},
                           predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]], "tags": ["a"],
                                        "is_regression": [False]})
         """)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -215,11 +216,11 @@ def test_mismatched_settings_are_refused_by_name(tmp_path):
 
 
 def test_ensure_cache_refuses_a_cache_of_another_sample_rate(tmp_path):
-    data_cfg = DataConfig(cache_dir=str(tmp_path))
+    cfg = RunConfig(data=DataConfig(cache_dir=str(tmp_path)))
     collection = tones(3)
-    ensure_cache(collection, data_cfg, AudioConfig(), workers=1, progress=False)
+    ensure_cache(collection, cfg, workers=1, progress=False)
     with pytest.raises(CacheMismatchError, match="sample_rate: expected 8000, stored 16000"):
-        ensure_cache(collection, data_cfg, AudioConfig(sample_rate=8000), workers=1, progress=False)
+        ensure_cache(collection, replace(cfg, audio=AudioConfig(sample_rate=8000)), workers=1, progress=False)
 
 
 def test_a_folder_of_other_files_is_not_built_over(tmp_path):
@@ -260,6 +261,9 @@ def test_ensure_cache_folder_drops_failed_and_reuses(tmp_path):
     assert cache.directory == tmp_path / "store" / f"tones-{collection.manifest_hash()}"
     assert "t2" not in kept.tracks.index and len(kept) == 5 and kept.labels.shape == (5, 2)
     assert sorted(kept.tracks.index) == sorted(cache.track_ids)
+    left_out = kept.excluded_table()
+    assert list(left_out["track_id"]) == ["t2"] and list(left_out["reason"]) == ["undecodable"]
+    assert kept.manifest_hash() == collection.manifest_hash()  # the data's identity is the data as read
     first = logged(log)
     cache_again, kept_again = ensure_cache(collection, run_cfg, workers=1, progress=False)
     assert logged(log) == first  # nothing decoded the second time

@@ -13,8 +13,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from study.config import DataConfig
-from study.data.corpus import (EXCLUSIVE_GROUPS, REGRESSION_TAGS, TAGS, clip_plan, generate_clip, listen_examples,
-                               load_corpus, tag_table, track_id)
+from study.data.corpus import (EXCLUSIVE_GROUPS, REGRESSION_TAGS, TAGS, clip_plan, corpus_table, generate_clip,
+                               listen_examples, load_corpus, track_id)
 from study.data.corpus import taxonomy as tx
 from study.data.corpus.arrange import arrange
 from study.data.corpus.instruments import VOWELS, VOWEL_NAMES, vowel_tables
@@ -30,7 +30,7 @@ TABLE_SIZE = 20_000
 
 @pytest.fixture(scope="module")
 def table():
-    tracks, labels = tag_table(SEED, TABLE_SIZE)
+    tracks, labels = corpus_table(SEED, TABLE_SIZE)
     return tracks, labels, plan_clips(SEED, np.arange(TABLE_SIZE))
 
 
@@ -87,7 +87,7 @@ def test_clip_is_mono_float32_in_range(seconds, sample_rate):
 
 def test_tags_do_not_depend_on_corpus_size_or_on_rendering(table):
     _, labels, _ = table
-    _, small = tag_table(SEED, 150)
+    _, small = corpus_table(SEED, 150)
     np.testing.assert_array_equal(small, labels[:150])
     _, tags = generate_clip(SEED, 9_999, 0.5)
     np.testing.assert_array_equal([tags[t] for t in TAGS], labels[9_999])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from study.evaluate import check_protocol, predict_clips, predict_windows, protocol, window_counts
+from study.data.patches import check_input_length
+from study.evaluate import predict_clips, predict_windows, protocol, window_counts
 
 from tests.tiny import MemoryCache
 
@@ -87,12 +88,12 @@ def test_prediction_leaves_the_model_in_its_training_mode(clips):
 def test_windows_a_model_cannot_take_are_refused():
     model = WindowMean()
     with pytest.raises(ValueError, match="shorter than the 4 samples"):
-        check_protocol(model, patch_samples=3, whole_clip=False)
+        check_input_length(model, 3, source="evaluation window")
     model.fixed_samples = 10
     with pytest.raises(ValueError, match="exactly 10 samples"):
-        check_protocol(model, patch_samples=10, whole_clip=True)
+        check_input_length(model, None, source="whole-clip prediction")
     with pytest.raises(ValueError, match="exactly 10 samples"):
-        check_protocol(model, patch_samples=12, whole_clip=False)
+        check_input_length(model, 12, source="evaluation window")
 
 
 def test_a_reader_must_read():

@@ -9,8 +9,9 @@ import torch
 
 from study import paper
 from study.cli import main as study_main
-from study.config import AudioConfig, ModelConfig
-from study.models import MODELS, build_model, count_params, count_table, describe, param_breakdown, row_model
+from study.config import AudioConfig, ModelConfig, preset_config
+from study.models import (GBT, MODEL_NAMES, MODELS, build_model, check_model_name, count_params, count_table,
+                          describe, param_breakdown, row_model)
 from study.models.blocks import BN_EPS, BN_MOMENTUM, ScalarBatchNorm, trace_time
 
 N_TAGS = 7
@@ -39,6 +40,14 @@ def test_registry_names_and_unknown_model() -> None:
                            "musicnn", "musicnn_vgg"}
     with pytest.raises(ValueError, match="unknown model 'cnn'.*waveform"):
         build_model(ModelConfig(model="cnn"), n_tags=3)
+
+
+def test_the_registry_knows_every_model_a_config_names_and_refuses_the_gbt_as_a_network() -> None:
+    assert MODEL_NAMES == (*MODELS, GBT)
+    assert {preset_config(p).model.model for p in ("smoke", "default", "paper")} | {ModelConfig().model} <= set(MODELS)
+    check_model_name(GBT)  # a model a config may name
+    with pytest.raises(ValueError, match="not a network.*study gbt"):
+        build_model(ModelConfig(model=GBT), n_tags=3)
 
 
 def test_multiplier_too_small_names_the_value() -> None:
@@ -73,7 +82,8 @@ def test_time_arithmetic_matches_the_real_front_end(model: str, samples: int) ->
 
 
 def test_waveform_time_steps_and_smallest_inputs() -> None:
-    """paper-facts: 3 s -> 20 steps, 15 s -> 108 (7 layers) / 11 (9 layers); minima 19,680 and 177,144."""
+    """docs/paper-details.md, "Waveform front-end": 3 s -> 20 steps, 15 s -> 108 (7 layers) / 11 (9 layers);
+    minima 19,680 and 177,144."""
     seven, nine = on_meta("waveform"), on_meta("waveform", waveform_layers=9)
     frontend_steps = lambda net, n: trace_time(net.frontend.time_ops, n)[-1][1]  # noqa: E731
     assert (frontend_steps(seven, THREE_S), frontend_steps(seven, FIFTEEN_S)) == (20, 108)
@@ -219,7 +229,7 @@ def test_spectrogram_front_end_widths_and_pitch_invariance() -> None:
 
 
 # ---- parameter counts (Tables 2-4, §5.1) -------------------------------------------------------------
-def test_anchor_counts_from_paper_facts() -> None:
+def test_anchor_counts_of_the_parameter_count_notes() -> None:
     waveform = on_meta("waveform")
     spectrogram = on_meta("spectrogram", frontend_multiplier=0.5, backend_filters=64, dense_units=200)
     assert count_params(waveform) == 5_377_082
@@ -258,7 +268,7 @@ def test_sync_batchnorm_conversion_keeps_weights_and_the_plain_path_computes_the
 
 
 def test_baselines_flatten_the_same_map_at_187_and_188_frames() -> None:
-    """paper-facts count the baselines at 187 frames; a centred STFT of 48,000 samples gives 188."""
+    """The baselines are counted at 187 frames (docs/paper-details.md); a centred STFT of 48,000 samples gives 188."""
     for name in ("vgg", "timbre_cnn", "dieleman"):
         net = on_meta(name)
         ops = net.time_ops[1:]  # after the STFT

@@ -9,11 +9,12 @@ import nbformat
 import papermill
 import pytest
 
-from study.batch import EXTRA_PARAMETERS
+from study.batch import EXPERIMENT_DEFAULTS, EXTRA_PARAMETERS, experiment_parameters_cell
 from study.config import RunConfig
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 EXPECTED = {"00_tour", "01_experiment", "02_data_scale", "03_mtt_capacity", "04_msd", "05_qualitative"}
+EXPERIMENT = Path(__file__).resolve().parents[1] / "notebooks" / "01_experiment.ipynb"
 ALLOWED_NAMES = set(RunConfig.flat_fields()) | set(EXTRA_PARAMETERS)
 
 
@@ -78,6 +79,8 @@ def test_code_is_thin_and_every_parameter_is_used(path):
                     f"{path.name}: absolute path {text!r}"
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and "parameters" not in cell.metadata.get("tags", []):
                 used.add(node.id)
+                if node.id == "config_from_namespace":  # reads every config field by its name from globals()
+                    used.update(RunConfig.flat_fields())
     unused = sorted(parameters - used)
     assert not unused, f"{path.name}: parameters {unused} are never used"
 
@@ -87,3 +90,11 @@ def test_notebook_opens_with_its_question_and_cites_the_paper(path):
     first = read(path).cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), f"{path.name}: open with a title"
     assert "§" in first.source, f"{path.name}: the title cell should cite the paper's section"
+
+
+def test_every_config_field_is_a_parameter_of_the_experiment_notebook():
+    """The parameters cell is derived from study/config.py (tools/experiment_parameters.py writes it)."""
+    cell = parameters_cells(read(EXPERIMENT))[0]
+    assert list(papermill.inspect_notebook(str(EXPERIMENT))) == [*EXPERIMENT_DEFAULTS, *RunConfig.flat_fields()]
+    assert cell.source == experiment_parameters_cell(), \
+        "01_experiment's parameters cell and study/config.py disagree: run python tools/experiment_parameters.py"

@@ -9,7 +9,9 @@ from torch.utils.data import DataLoader
 
 from study.data.cache import AudioCache
 from study.data.collection import Collection
-from study.data.patches import RandomPatches, seconds_to_samples, window_starts, windows
+from study.config import RunConfig
+from study.data.patches import (RandomPatches, check_input_length, eval_windows, patch_length, seconds_to_samples,
+                                window_starts, windows)
 
 LENGTHS = {"short": 700, "exact": 1000, "long": 5000, "longer": 12345}
 PATCH = 1000
@@ -146,3 +148,37 @@ def test_windows_stack_the_slices(as_tensor):
     np.testing.assert_array_equal(np.asarray(short), [[1, 2, 3, 0]])
     with pytest.raises(ValueError, match=r"shape \(2, 7\)"):
         windows(clip.reshape(2, 7), 4, 4)
+
+
+# ---- lengths: one owner ---------------------------------------------------------------------------
+class Net:
+    """The length interface of a model: ``min_samples`` and ``fixed_samples``."""
+
+    def __init__(self, *, min_samples: int = 1, fixed_samples: int | None = None, name: str = "net") -> None:
+        self.min_samples, self.fixed_samples, self.name = min_samples, fixed_samples, name
+
+
+def test_patch_lengths_are_seconds_in_samples_checked_against_the_model():
+    assert patch_length(Net(), 3.0, 16000) == 48_000
+    with pytest.raises(ValueError, match=r"patch_seconds 3 at 16000 Hz: 48000 samples, shorter than the 177144 "
+                                         r"samples waveform needs"):
+        patch_length(Net(min_samples=177_144, name="waveform"), 3.0, 16000)
+    baseline = Net(min_samples=59_049, fixed_samples=59_049, name="samplecnn")
+    assert patch_length(baseline, 3.0, 16000) == 59_049  # a fixed-input baseline takes its own length
+    with pytest.raises(ValueError, match="--patch-seconds 3 at 16000 Hz: 48000 samples, but samplecnn takes exactly"):
+        patch_length(baseline, 3.0, 16000, source="--patch-seconds", exact=True)
+    # a clip shorter than the patch is one window of itself, padded only up to the model's minimum
+    assert patch_length(Net(min_samples=500), 1.0, 16000, clip_samples=3000) == 3000
+    assert patch_length(Net(min_samples=500), 1.0, 16000, clip_samples=100) == 500
+    with pytest.raises(ValueError, match="whole clip, but samplecnn takes exactly 59049 samples"):
+        check_input_length(baseline, None, source="whole_clip true")
+
+
+def test_evaluation_windows_of_a_config():
+    cfg = RunConfig.from_flat("default", eval_patch_seconds=3.0, eval_hop_seconds=1.5)
+    assert eval_windows(cfg, Net()) == {"patch_samples": 48_000, "hop_samples": 24_000, "whole_clip": False}
+    # a fixed-input baseline keeps the configured ratio of hop to patch
+    assert eval_windows(cfg, Net(fixed_samples=59_049))["hop_samples"] == round(59_049 / 2)
+    with pytest.raises(ValueError, match="takes exactly"):
+        eval_windows(cfg.with_overrides(whole_clip=True), Net(fixed_samples=59_049))
+    assert eval_windows(cfg.with_overrides(whole_clip=True), Net())["whole_clip"] is True

@@ -1,4 +1,4 @@
-"""The TF checkpoint reader, the musicnn ports and their parity with musicnn's own TF outputs (issue 7).
+"""The TF checkpoint reader, the musicnn ports and their parity with musicnn's own TF outputs.
 
 The reader is tested on tiny bundles written here by a writer that follows the same published
 format (blocks with restart points and prefix-compressed keys, masked CRCs, the 48-byte footer,
@@ -320,3 +320,23 @@ def test_evaluate_pretrained_scores_a_collection_by_tag_name(tmp_path, monkeypat
     with np.load(run / "predictions.npz") as saved:
         first = song_scores(model, soundfile.read(tmp_path / "clip0.wav", dtype="float32")[0])
         np.testing.assert_allclose(saved["y_score"][0], first[::-1], atol=1e-5)  # reversed tag order
+
+
+def test_a_collection_with_other_tags_is_refused_before_its_audio_is_decoded(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from study import pretrained
+    from study.data.collection import Collection
+
+    tracks = pd.DataFrame({"split": ["test"], "artist": [""], "path": ["a.mp3"]}, index=pd.Index(["a"], name="track_id"))
+    jamendo = Collection("jamendo", tracks, ["genre---rock", "mood/theme---happy"], np.ones((1, 2)), loader=None)
+    monkeypatch.setattr(pretrained.data, "load_collection", lambda cfg: jamendo)
+    monkeypatch.setattr(pretrained, "load_pretrained", lambda name, device: (None, {"tags": ["guitar", "rock"]}))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the collection was decoded before the tags were compared")
+
+    monkeypatch.setattr(pretrained, "ensure_cache", no_decoding)
+    cfg = RunConfig.from_flat("smoke", dataset="jamendo", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="MTT_musicnn was trained on other tags.*genre---rock"):
+        pretrained.evaluate_pretrained("MTT_musicnn", cfg, results_dir=tmp_path / "results")

@@ -159,6 +159,9 @@ def test_mtt_missing_audio_is_reported_and_skipped(tmp_path, capsys):
     collection = mtt.load_mtt(DataConfig(dataset="mtt", data_root=str(tmp_path)))
     assert collection.description["missing"] == [str(gone)]
     assert "25" not in collection.tracks.index
+    left_out = collection.excluded_table()  # what every run of this collection lists in excluded_clips.tsv
+    assert left_out[["track_id", "split", "path", "reason"]].values.tolist() == [["25", "test", mtt_path(25, "d"),
+                                                                                "missing"]]
     assert collection.counts()["test"] == expected_counts({int(c) for c in mtt.BROKEN_CLIPS})["test"] - 1
     assert str(gone) in capsys.readouterr().out
 
@@ -383,7 +386,7 @@ def test_catalogue_infers_tag_kinds_and_makes_artist_filtered_splits(tmp_path, c
     make_catalogue(tmp_path, with_split=False, yaml_text="table: tracks.tsv\nignore_columns: [title]\nseed: 1\n")
     collection = load_catalogue(DataConfig(dataset="catalogue", data_root=str(tmp_path)))
     assert collection.regression_tags == {"tempo", "acousticness"}
-    assert "inferred 2 binary tags" in capsys.readouterr().out
+    assert "inferred 2 classification tags" in capsys.readouterr().out
     artists_per_split = collection.tracks.groupby("artist")["split"].nunique()
     assert (artists_per_split == 1).all()
     assert sorted(collection.ids("train")) == sorted(collection.tracks.index[collection.tracks["split"] == "train"])

@@ -1,4 +1,4 @@
-"""Tables and figures come from stored runs only (issue 5): synthetic runs with known trends in, checked numbers out."""
+"""Tables and figures come from stored runs only: synthetic runs with known trends in, checked numbers out."""
 from __future__ import annotations
 
 import math
@@ -189,7 +189,7 @@ def test_paper_comparison_counts_the_parameters_of_the_model_we_run():
     base = RunConfig.from_flat("paper", dataset="mtt")
     rows = [r for r in paper.TABLE3 if r["row"] == "64 CNN filters - 200 units"]
     table = report.paper_comparison(pd.DataFrame(), rows, base)
-    assert table["params"].iloc[0] == 222_878  # paper-facts: the x1/2, 64-filter, 200-unit anchor
+    assert table["params"].iloc[0] == 222_878  # the x1/2, 64-filter, 200-unit anchor (docs/paper-details.md)
 
 
 # ---- formatting -------------------------------------------------------------------------------
@@ -260,47 +260,6 @@ def test_choose_run_takes_the_largest_size_and_names_what_exists():
     assert report.choose_run(runs, model="waveform")["run_id"] == "b"
     with pytest.raises(LookupError, match="spectrogram"):
         report.choose_run(runs, model="spectrogram")
-
-
-# ---- the tour --------------------------------------------------------------------------------------
-def test_first_layer_views_of_both_front_ends_and_the_untrained_fallback():
-    base = RunConfig.from_flat("smoke")
-    no_runs = pd.DataFrame(columns=["run_id", "model", "train_size", "seed"])
-    spectrogram, label = report.trained_model(no_runs, model="spectrogram", base=base, n_tags=3)
-    assert label.startswith("untrained")
-    figure = report.plot_first_layer(spectrogram, label=label, shown=4)
-    assert len(figure.axes) == 4  # four timbral filters, one panel each
-    waveform, _ = report.trained_model(no_runs, model="waveform", base=base, n_tags=3)
-    image = report.plot_first_layer(waveform).axes[0].images[0].get_array()
-    assert image.shape[1] == waveform.frontend.widths[0]  # one column per first-layer filter
-
-
-def test_plot_clip_shows_the_waveform_above_its_log_mel():
-    audio = np.sin(2 * np.pi * 440 * np.arange(8000) / 16000).astype(np.float32)
-    figure = report.plot_clip(audio, RunConfig().audio, title="a")
-    assert len(figure.axes) == 2 and figure.axes[1].images[0].get_array().shape[0] == RunConfig().audio.n_mels
-
-
-def test_trained_model_loads_the_best_checkpoint_of_the_largest_run(tmp_path):
-    import torch
-
-    from study.checkpoint import BEST, save_checkpoint
-    from study.experiment import checkpoint_dir
-    from study.models import build_model
-
-    small, large = (RunConfig.from_flat("smoke", model="waveform", train_size=n, cache_dir=str(tmp_path / "cache"))
-                    for n in (10, 30))
-    for cfg in (small, large):
-        store_run(tmp_path, cfg, fake_metrics("waveform", cfg.data.train_size, 0))
-    network = build_model(large.model, n_tags=4, audio_cfg=large.audio)
-    with torch.no_grad():
-        next(network.frontend.parameters()).fill_(0.25)  # recognisable first-layer weights
-    save_checkpoint(checkpoint_dir(large) / BEST, {"config": large.to_dict(), "model_state": network.state_dict(),
-                                                   "tags": ["rock", "jazz", "piano", "acousticness"]})
-    loaded, label = report.trained_model(results.load_runs(tmp_path), model="waveform", base=small, n_tags=4,
-                                         results_dir=tmp_path)
-    assert label == f"trained: {large.run_id}"
-    assert torch.equal(next(loaded.frontend.parameters()), next(network.frontend.parameters()))
 
 
 def test_qualitative_views_are_empty_not_broken_before_any_run(tmp_path):

@@ -190,6 +190,80 @@ def test_provenance_records_code_packages_hardware_data_and_time():
     json.dumps(record)  # serialisable as it is
 
 
+def test_provenance_leaves_out_where_the_data_lie_on_this_machine():
+    collection = _collection()
+    collection.description.update(data_root="/mnt/someone/mtt", audio_root="/mnt/someone/mtt/mp3",
+                                  missing=["/mnt/someone/mtt/mp3/0/gone.mp3"])
+    assert results.provenance(collection, {})["data"]["description"] == {"source": "test"}
+
+
+# ---- recording a scored test set and deciding whether to skip -----------------------------------------
+def _scored_collection(n_clips: int = 8, *, missing: tuple[str, ...] = ()) -> Collection:
+    ids = [f"t{i}" for i in range(n_clips)]
+    tracks = pd.DataFrame({"split": "test", "artist": ids, "path": [f"{t}.mp3" for t in ids]},
+                          index=pd.Index(ids, name="track_id"))
+    labels = np.array([[i % 2, (i // 2) % 2, i / n_clips] for i in range(n_clips)], dtype=np.float32)
+    kept = ~tracks.index.isin(missing)  # what a reader does with files that are not there
+    excluded = tuple({"track_id": t, "split": "test", "path": f"{t}.mp3", "reason": "missing",
+                      "detail": "no such file under the audio folder"} for t in missing)
+    return Collection("toy", tracks[kept], TAGS, labels[kept], loader=None, regression_tags=frozenset({"acoustic"}),
+                      description={"audio_root": "/data/toy"}, excluded=excluded)
+
+
+def _record(root: Path, collection: Collection, cfg: RunConfig) -> Path:
+    test_ids = collection.ids("test")
+    scores = np.clip(collection.label_rows(test_ids) + 0.1, 0, 1)
+    return results.record_run(root, cfg.run_id, config=cfg, collection=collection, test_ids=test_ids, scores=scores,
+                              protocol={"aggregation": "mean"}, timings={"test": 0.1})
+
+
+def test_record_run_stores_metrics_provenance_and_the_clips_left_out(tmp_path, capsys):
+    cfg = preset_config("smoke").with_overrides(bootstrap_samples=20)
+    copy = _scored_collection().exclude({"t7": "AudioError: /data/toy/t7.mp3: cannot decode audio"},
+                                        reason="undecodable")
+    run_dir = _record(tmp_path, copy, cfg)
+    assert results.is_complete(run_dir) and run_dir.name == cfg.run_id
+    out = capsys.readouterr().out
+    assert f"{cfg.run_id} test (7 clips): roc_auc" in out
+    assert f"1 clips could not be used (1 undecodable); listed in {run_dir / results.EXCLUDED_FILE}" in out
+    left_out = results.load_excluded(run_dir)
+    assert left_out.to_dict("records") == [{"track_id": "t7", "split": "test", "path": "t7.mp3",
+                                            "reason": "undecodable",
+                                            "detail": "AudioError: t7.mp3: cannot decode audio"}]
+    assert results.recorded_manifest(run_dir) == _scored_collection().manifest_hash()  # the data as read
+    assert results.read_json(run_dir, "protocol.json")["bootstrap"]["samples"] == 20
+    assert results.load_runs(tmp_path).loc[0, "n_test"] == 7
+
+
+def test_a_complete_run_is_reused_only_for_the_same_data(tmp_path, capsys):
+    cfg = preset_config("smoke").with_overrides(bootstrap_samples=20)
+    copy_a, copy_b = _scored_collection(), _scored_collection(missing=("t1", "t2", "t3"))
+    assert copy_a.manifest_hash() != copy_b.manifest_hash()
+    run_dir = _record(tmp_path, copy_a, cfg)
+    capsys.readouterr()
+    assert results.reusable_run(tmp_path, cfg.run_id, copy_a.manifest_hash()) == run_dir
+    assert "skipped (--force redoes it)" in capsys.readouterr().out
+    assert results.reusable_run(tmp_path, cfg.run_id, copy_a.manifest_hash(), force=True) is None
+    assert results.reusable_run(tmp_path, cfg.run_id, copy_b.manifest_hash()) is None
+    assert "made on other data" in capsys.readouterr().out
+    _record(tmp_path, copy_b, cfg)  # the run of these data replaces the other data's
+    assert results.load_runs(tmp_path).loc[0, "n_test"] == 5
+    assert list(results.load_excluded(run_dir)["reason"]) == ["missing"] * 3
+    unrecorded = preset_config("smoke").with_overrides(seed=9)
+    _write(tmp_path, unrecorded)  # a folder that names other data
+    assert results.reusable_run(tmp_path, unrecorded.run_id, copy_a.manifest_hash(), announce=False) is None
+
+
+def test_config_json_stores_folders_inside_the_repository_relative_to_it():
+    from study.paths import REPOSITORY_ROOT
+
+    cfg = preset_config("smoke").with_overrides(cache_dir=str(REPOSITORY_ROOT / "cache" / "mine"),
+                                                data_root="/data/mtt")
+    stored = results.portable_config(cfg)
+    assert stored["data"]["cache_dir"] == "cache/mine" and stored["data"]["data_root"] == "/data/mtt"
+    assert RunConfig.from_dict(stored).run_id == cfg.run_id
+
+
 def test_code_version_from_a_git_repository(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run([*git, "init", "-q"], check=True)

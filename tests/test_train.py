@@ -182,12 +182,13 @@ def test_another_configuration_refuses_the_checkpoint(reference):
 
 def test_a_run_resumes_on_another_device_or_folder_but_not_with_another_setting(tmp_path):
     cfg = RunConfig(train=replace(TINY_TRAIN, max_epochs=1))
-    run_tiny(tmp_path, cfg.train, run_config=cfg.to_dict())
+    run_tiny(tmp_path, cfg)
     moved = cfg.with_overrides(device="cuda", num_workers=4, cache_dir="elsewhere", data_root="/mnt/copy")
     assert moved.run_id == cfg.run_id
-    run_tiny(tmp_path, cfg.train, run_config=moved.to_dict())  # finished: loaded, not refused
+    here = moved.with_overrides(device="cpu", num_workers=0)  # what this machine runs; the same run id
+    run_tiny(tmp_path, here)  # finished: loaded, not refused
     with pytest.raises(ValueError, match="another configuration"):
-        run_tiny(tmp_path, cfg.train, run_config=cfg.with_overrides(learning_rate=0.5).to_dict())
+        run_tiny(tmp_path, cfg.with_overrides(learning_rate=0.5))
 
 
 def _scaler_without_autocast(monkeypatch) -> None:
@@ -268,8 +269,7 @@ def test_checkpoints_hold_the_contract_fields_input_stats_and_thresholds(referen
 
 
 def test_load_tagger_rebuilds_the_trained_model(tmp_path):
-    cfg = RunConfig(train=TINY_TRAIN)
-    result = run_tiny(tmp_path, replace(TINY_TRAIN, max_epochs=1), run_config=cfg.to_dict())
+    result = run_tiny(tmp_path, RunConfig(train=replace(TINY_TRAIN, max_epochs=1)))
     model, meta = load_tagger(tmp_path / BEST, "cpu", build=lambda model_cfg, n_tags, audio_cfg: TinyTagger(n_tags))
     assert not model.training and meta["tags"] == TAGS
     waveform = torch.randn(2, 400)
@@ -335,7 +335,7 @@ def test_class_weighting_needs_training_labels(tmp_path):
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=200, hop_samples=200)
     patches = [(torch.zeros(200), torch.zeros(4))] * 8  # a plain list has no .labels
     with pytest.raises(ValueError, match="train_labels"):
-        train(tiny_model(), patches, valid=valid, cfg=replace(TINY_TRAIN, class_weighting=True),
+        train(tiny_model(), patches, valid=valid, config=RunConfig(train=replace(TINY_TRAIN, class_weighting=True)),
               checkpoint_dir=tmp_path, tags=TAGS, is_regression=REGRESSION, progress=False)
 
 
@@ -440,3 +440,18 @@ def test_the_train_command_takes_every_config_field(tmp_path):
     with pytest.raises(SystemExit, match="train_size"):
         config_from_args(parser.parse_args(["train", "--train_size", "many"]))
     assert math.isclose(config_from_args(parser.parse_args(["evaluate"])).train.learning_rate, 1e-3)
+
+
+def test_what_can_be_checked_without_audio_is_refused_before_any_is_decoded(tmp_path, tiny_study, monkeypatch):
+    import study.experiment as experiment
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("audio was decoded before the refusal")
+
+    monkeypatch.setattr(experiment, "ensure_cache", no_decoding)
+    with pytest.raises(ValueError, match="'gbt' is Table 1's baseline.*not a network"):
+        experiment.run_experiment(tiny_run_config(tmp_path, model="gbt"), results_dir=tmp_path / "results")
+    with pytest.raises(ValueError, match="patch_seconds 0.0005 at 16000 Hz: 8 samples, shorter than the 16"):
+        experiment.run_experiment(tiny_run_config(tmp_path, patch_seconds=0.0005), results_dir=tmp_path / "results")
+    with pytest.raises(ValueError, match="exceeds the 36 training tracks"):
+        experiment.run_experiment(tiny_run_config(tmp_path, train_size=500), results_dir=tmp_path / "results")

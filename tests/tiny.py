@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from study.config import TrainConfig
+from study.config import RunConfig, TrainConfig
 from study.data.patches import RandomPatches
 from study.evaluate import SongSet
 from study.train import train
@@ -18,7 +18,6 @@ TAGS = ["loud", "offset", "quiet", "brightness"]
 REGRESSION = np.array([False, False, False, True])
 CLIP_SAMPLES = 800
 PATCH_SAMPLES = 200
-
 
 
 class TinyTagger(nn.Module):
@@ -101,11 +100,13 @@ TINY_TRAIN = TrainConfig(seed=3, batch_size=8, learning_rate=0.03, max_epochs=4,
                          device="cpu", norm_clips=16, early_stopping="auto")
 
 
-def run_tiny(checkpoint_dir: Path, cfg: TrainConfig = TINY_TRAIN, *, model: nn.Module | None = None, data=None,
-             **kwargs):
+def run_tiny(checkpoint_dir: Path, cfg: TrainConfig | RunConfig = TINY_TRAIN, *, model: nn.Module | None = None,
+             data=None, **kwargs):
+    """Train the tiny tagger; ``cfg`` is the run's whole config or only its training section."""
+    config = cfg if isinstance(cfg, RunConfig) else RunConfig(train=cfg)
     cache, train_ids, train_labels, valid_ids, valid_labels = data or tiny_data()
-    patches = RandomPatches(cache, train_ids, train_labels, patch_samples=PATCH_SAMPLES, seed=cfg.seed)
+    patches = RandomPatches(cache, train_ids, train_labels, patch_samples=PATCH_SAMPLES, seed=config.train.seed)
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=PATCH_SAMPLES,
                     hop_samples=PATCH_SAMPLES)
-    return train(model or tiny_model(), patches, valid=valid, cfg=cfg, checkpoint_dir=checkpoint_dir, tags=TAGS,
+    return train(model or tiny_model(), patches, valid=valid, config=config, checkpoint_dir=checkpoint_dir, tags=TAGS,
                  is_regression=REGRESSION, progress=False, log=lambda line: None, **kwargs)

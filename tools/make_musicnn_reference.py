@@ -1,4 +1,4 @@
-"""Make tests/data/musicnn_reference.npz with musicnn's own code and TensorFlow (issue 7).
+"""Make tests/data/musicnn_reference.npz with musicnn's own code and TensorFlow.
 
 Run ONCE, by hand, in a throwaway environment outside the repository (never by CI)::
 
@@ -20,7 +20,7 @@ And one work-around: extractor() feeds one patch per session run and, from the s
 appends the FIRST patch's penultimate features again (it concatenates ``penultimate_`` where it
 unpacked ``backend_``), so the features are taken with every patch in one run (BATCH_SIZE raised).
 Otherwise the package's code runs unchanged: under NumPy 1, ``10000 * float16_mel`` is promoted to float32,
-so the log-mel is finite (the NumPy 2 overflow of issue 7 does not happen here); the script
+so the log-mel is finite (the NumPy 2 float16 overflow, docs/paper-details.md, does not happen here); the script
 checks that, and records how many values NumPy 2's float16 arithmetic would have overflowed.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def restore_reflect_padding() -> None:
 
 
 def numpy2_overflows(path: str) -> int:
-    """How many log-mel values NumPy 2's float16 product would make infinite (issue 7's bug)."""
+    """How many log-mel values NumPy 2's float16 product would make infinite (the NumPy 2 overflow)."""
     import librosa
 
     audio, _ = librosa.load(path, sr=SAMPLE_RATE)

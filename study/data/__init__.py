@@ -1,29 +1,31 @@
 """Datasets: one reader per source, each returning a :class:`Collection`."""
 from __future__ import annotations
 
-import importlib
-
 from study.config import DataConfig
-from study.data.collection import SPLITS, Collection
+from study.data.catalogue import load_catalogue
+from study.data.collection import SPLITS, Collection, tag_table
+from study.data.corpus import load_corpus
+from study.data.jamendo import load_jamendo
+from study.data.msd import load_msd
+from study.data.mtt import load_mtt
 
-# dataset name -> "module:function(cfg: DataConfig) -> Collection"
+# dataset name (DataConfig.dataset) -> reader(cfg: DataConfig) -> Collection
 READERS = {
-    "corpus": "study.data.corpus:load_corpus",
-    "mtt": "study.data.mtt:load_mtt",
-    "msd": "study.data.msd:load_msd",
-    "jamendo": "study.data.jamendo:load_jamendo",
-    "catalogue": "study.data.catalogue:load_catalogue",
+    "corpus": load_corpus,
+    "mtt": load_mtt,
+    "msd": load_msd,
+    "jamendo": load_jamendo,
+    "catalogue": load_catalogue,
 }
 
 
 def load_collection(cfg: DataConfig) -> Collection:
-    """Build the collection a run asks for, by dataset name."""
+    """Build the collection a run asks for, by dataset name (reads label files; decodes no audio)."""
     if cfg.dataset not in READERS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {sorted(READERS)}")
-    module_name, function = READERS[cfg.dataset].split(":")
-    collection = getattr(importlib.import_module(module_name), function)(cfg)
+    collection = READERS[cfg.dataset](cfg)
     print(collection.summary())
     return collection
 
 
-__all__ = ["SPLITS", "Collection", "READERS", "load_collection"]
+__all__ = ["SPLITS", "Collection", "READERS", "load_collection", "tag_table"]

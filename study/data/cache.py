@@ -34,12 +34,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from study import REPOSITORY_ROOT
-from study.config import AudioConfig, DataConfig
+from study.config import DataConfig, RunConfig
 from study.data.collection import Collection
+from study.paths import resolve_path
 
 FORMAT_VERSION = 1
-LOADER_SAMPLE_RATE = 16000  # Collection loaders return 16 kHz audio (paper-facts: "Input representations")
+LOADER_SAMPLE_RATE = 16000  # Collection loaders return 16 kHz audio (docs/paper-details.md, "Input representation")
 DTYPES = ("float32", "float16")  # float16 halves the disk; its ~1e-3 step is far below the audio's noise
 CHUNK_TRACKS = 64  # tracks per committed chunk: what a killed build can lose
 CHUNK_BYTES = 128 * 2**20
@@ -68,23 +68,12 @@ def cache_settings(collection: Collection, *, sample_rate: int = 16000, dtype: s
     }
 
 
-def resolve_cache_dir(cache_dir: str | Path) -> Path:
-    """``DataConfig.cache_dir``: absolute as given; relative to the repository root in a checkout.
-
-    A relative folder is resolved against the folder holding ``pyproject.toml`` above ``study/``
-    (so notebooks run from ``notebooks/`` share the cache of the command line); when ``study`` is
-    installed outside a checkout it falls back to the current working directory.
-    """
-    path = Path(cache_dir).expanduser()
-    if path.is_absolute():
-        return path
-    root = REPOSITORY_ROOT
-    return (root / path) if (root / "pyproject.toml").is_file() else (Path.cwd() / path)
-
-
 def cache_folder(collection: Collection, data_cfg: DataConfig) -> Path:
-    """``<cache_dir>/<collection name>-<manifest hash>``: equal data shares one decoded copy."""
-    return resolve_cache_dir(data_cfg.cache_dir) / f"{collection.name}-{collection.manifest_hash()}"
+    """``<cache_dir>/<collection name>-<manifest hash>``: equal data shares one decoded copy.
+
+    ``cache_dir`` follows the study's path rule (:mod:`study.paths`): relative to the repository root.
+    """
+    return resolve_path(data_cfg.cache_dir) / f"{collection.name}-{collection.manifest_hash()}"
 
 
 def default_workers() -> int:
@@ -224,17 +213,16 @@ class AudioCache:
         return f"AudioCache({str(self.directory)!r}, tracks={len(self)}, failed={len(self.failed)})"
 
 
-def ensure_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None = None, *,
-                 workers: int | None = None, dtype: str | None = None,
+def ensure_cache(collection: Collection, cfg: RunConfig, *, workers: int | None = None, dtype: str | None = None,
                  progress: bool = True) -> tuple[AudioCache, Collection]:
     """The one call experiments use: build or resume, then open, the collection's cache.
 
-    ``cfg`` is a RunConfig or a DataConfig (then ``audio_cfg`` gives the sample rate, default
-    AudioConfig()).  Returns the cache and the collection without the tracks that failed to decode.
+    ``cfg.data`` says where (``cache_dir``) and how (``cache_dtype``, unless ``dtype`` is given),
+    ``cfg.audio`` at which sample rate.  Returns the cache and the collection without the tracks
+    that failed to decode, each listed in its ``excluded`` as undecodable.
     """
-    data_cfg = getattr(cfg, "data", cfg)
-    audio_cfg = audio_cfg or getattr(cfg, "audio", None) or AudioConfig()
-    dtype = dtype or getattr(data_cfg, "cache_dtype", "float32")
+    data_cfg, audio_cfg = cfg.data, cfg.audio
+    dtype = dtype or data_cfg.cache_dtype
     workers = default_workers() if workers is None else workers
     folder = cache_folder(collection, data_cfg)
     settings = cache_settings(collection, sample_rate=audio_cfg.sample_rate, dtype=dtype)
@@ -244,7 +232,8 @@ def ensure_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None
                                  workers=workers, progress=progress)
     missing = [t for t in collection.tracks.index if t not in cache and t not in cache.failed]
     assert not missing, f"cache build left {len(missing)} tracks undecided, e.g. {missing[:3]}"
-    return cache, (collection.drop(list(cache.failed)) if cache.failed else collection)
+    failed = {track_id: cache.failed[track_id] for track_id in collection.tracks.index if track_id in cache.failed}
+    return cache, (collection.exclude(failed, reason="undecodable") if failed else collection)
 
 
 def wait_for_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None = None, *,

@@ -21,7 +21,7 @@ Expected layout under ``data_root`` (DataConfig.data_root)::
     tracks.tsv              the table: one row per track, one column per tag
 
 Without a declaration, data_root may be the table itself or a folder holding exactly one
-.csv / .tsv table.  Without regression_tags, a tag whose values are all 0 or 1 is binary and any
+.csv / .tsv table.  Without regression_tags, a tag whose values are all 0 or 1 is a classification tag and any
 other tag is regression; the reader prints which it chose.  Regression values must lie in [0, 1]
 (the models end in a sigmoid, as the paper's do).  Without a split column the reader makes an
 artist-filtered, stratified train / valid / test split (study.data.splits.artist_filtered_split);
@@ -39,7 +39,7 @@ import yaml
 
 from study.config import DataConfig
 from study.data.collection import Collection
-from study.data.files import collection_from_files, configured_audio_root, require_root
+from study.data.files import collection_from_files, require_root
 from study.data.splits import artist_filtered_split, nested_train_order
 
 DECLARATION_NAMES = ("catalogue.yaml", "catalogue.yml", "catalogue.json")
@@ -107,11 +107,11 @@ def tag_values(table: pd.DataFrame, tags: list[str], table_path: Path) -> np.nda
 
 
 def regression_tags(tags: list[str], values: np.ndarray, declared: list[str] | None, table_path: Path) -> list[str]:
-    """Declared, or inferred (values strictly in {0, 1} -> binary, else regression); checked either way."""
+    """Declared, or inferred (values strictly in {0, 1} -> classification, else regression); checked either way."""
     is_binary = np.all((values == 0) | (values == 1), axis=0)
     if declared is None:
         regression = [t for t, binary in zip(tags, is_binary) if not binary]
-        print(f"catalogue: no regression_tags declared; inferred {len(tags) - len(regression)} binary tags "
+        print(f"catalogue: no regression_tags declared; inferred {len(tags) - len(regression)} classification tags "
               f"(values 0/1 only) and {len(regression)} regression tags: {regression}")
     else:
         unknown = sorted(set(declared) - set(tags))
@@ -179,7 +179,7 @@ def load_catalogue(cfg: DataConfig) -> Collection:
     train = (tracks["split"] == "train").to_numpy()
     train_order = nested_train_order(list(tracks.index[train]), values[train], seed=seed)
 
-    audio_root = base / (configured_audio_root(cfg) or declaration.get("audio_root", "."))
+    audio_root = base / (cfg.audio_root or declaration.get("audio_root", "."))
     description = {"source": "catalogue", "convention": "given" if split_name else "artist-filtered",
                    "table": str(table_path), "split_source": split_source,
                    "regression_tags_declared": "regression_tags" in declaration}

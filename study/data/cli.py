@@ -3,31 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import pandas as pd
-
 from study.config import add_config_arguments, config_from_args
-from study.data import load_collection
+from study.data import load_collection, tag_table
 from study.data.cache import DTYPES, ensure_cache
-from study.data.collection import SPLITS, Collection
-
-
-def tag_table(collection: Collection) -> pd.DataFrame:
-    """One row per tag: its kind, positives (binary tags) and mean label per split.
-
-    Binary tags are sorted by how many tracks carry them (popular tags first, the long tail of
-    rare tags after, as in the paper's §3), then the regression tags.
-    """
-    split_of = collection.tracks["split"].to_numpy()
-    table = pd.DataFrame({"tag": collection.tags,
-                          "kind": np.where(collection.is_regression, "regression", "binary")})
-    table["positives"] = np.where(collection.is_regression, -1, (collection.labels > 0.5).sum(axis=0))
-    for split in SPLITS:
-        rows = collection.labels[split_of == split]
-        table[f"mean_{split}"] = rows.mean(axis=0) if len(rows) else np.nan
-    table = table.sort_values(["kind", "positives"], ascending=[True, False], kind="stable")
-    table["positives"] = table["positives"].astype(object).where(table["kind"] == "binary", "")
-    return table.reset_index(drop=True)
 
 
 def _corpus_command(args: argparse.Namespace) -> int:

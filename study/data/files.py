@@ -3,7 +3,7 @@
 Each reader (MTT, MSD, MTG-Jamendo, catalogue) parses its own label files into a track table
 (split, artist, path relative to an audio folder) and labels by tag name, then hands both to
 :func:`collection_from_files`, which checks that the audio exists, reports and skips what is
-missing (issue 3, section 2: "nothing else stops"), prints the counts per split and returns the
+missing (a few lost files must not stop a study), prints the counts per split and returns the
 :class:`Collection`.  Undecodable files are found later, by the cache, through :class:`FileLoader`.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from study.audio import AudioError, load_audio
 from study.data.collection import SPLITS, Collection
+from study.paths import resolve_path
 
 MISSING_SHOWN = 10  # paths printed in the missing-audio summary; the description lists all
 
@@ -56,7 +57,7 @@ def require_root(data_root: str, dataset: str, expected: str) -> Path:
     """The dataset folder, or an error that says what should be in it."""
     if not data_root:
         raise ValueError(f"dataset {dataset!r} needs data_root: the folder holding {expected}")
-    root = Path(data_root).expanduser().resolve()
+    root = resolve_path(data_root).resolve()  # a relative data_root starts at the repository root (study.paths)
     if not root.exists():
         raise FileNotFoundError(f"{dataset}: data_root {root} does not exist; expected a folder holding {expected}")
     return root
@@ -96,11 +97,6 @@ def resolve_audio_root(data_root: Path, configured: str, candidates: Sequence[st
         if any((folder / marker).exists() for marker in markers):
             return folder
     return data_root
-
-
-def configured_audio_root(cfg) -> str:
-    """``cfg.audio_root`` when the DataConfig has that field (see the readers' report), else ''."""
-    return str(getattr(cfg, "audio_root", "") or "")
 
 
 # ---- musicnn-training's index files (MTT and MSD alike) -------------------------------------------
@@ -158,7 +154,7 @@ def check_audio_files(dataset: str, audio_root: str | Path, paths: Sequence[str]
         for path in missing[:MISSING_SHOWN]:
             print(f"  missing: {path}")
         if len(missing) > MISSING_SHOWN:
-            print(f"  ... and {len(missing) - MISSING_SHOWN} more (Collection.description['missing'] lists all)")
+            print(f"  ... and {len(missing) - MISSING_SHOWN} more (Collection.excluded lists all)")
     return missing
 
 
@@ -185,7 +181,8 @@ def collection_from_files(
     train_order: Sequence[str] | None = None,
     expected_audio: str = "",
 ) -> Collection:
-    """Skip tracks whose audio is missing (listed in ``description['missing']``), print the counts per
+    """Skip tracks whose audio is missing (listed in ``description['missing']`` and, with their track ids, in
+    the collection's ``excluded``), print the counts per
     split and build the Collection with a :class:`FileLoader` over ``audio_root``.
 
     ``tracks`` is indexed by track id (str) with columns split, artist, path (relative to audio_root).
@@ -199,13 +196,15 @@ def collection_from_files(
     missing = check_audio_files(name, audio_root, list(tracks["path"]), expected=expected_audio)
     missing_set = set(missing)
     keep = np.array([os.path.join(str(audio_root), p) not in missing_set for p in tracks["path"]], dtype=bool)
+    excluded = tuple({"track_id": track_id, "split": row["split"], "path": str(row["path"]), "reason": "missing",
+                      "detail": "no such file under the audio folder"} for track_id, row in tracks[~keep].iterrows())
     tracks, labels = tracks[keep], np.asarray(labels, dtype=np.float32)[keep]
     kept = set(tracks.index)
     train_ids = list(tracks.index[tracks["split"] == "train"])
     order = fixed_train_order(train_ids) if train_order is None else [t for t in train_order if t in kept]
     description = {**description, "audio_root": str(audio_root), "missing": missing}
     collection = Collection(name, tracks, list(tags), labels, FileLoader(audio_root),
-                            frozenset(regression_tags), description, order)
+                            frozenset(regression_tags), description, order, excluded)
     counts = collection.counts()
     convention = description.get("convention", "")
     print(f"{name}{f' ({convention})' if convention else ''}: loaded "

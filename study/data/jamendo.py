@@ -31,7 +31,7 @@ import pandas as pd
 
 from study.config import DataConfig
 from study.data.collection import Collection
-from study.data.files import (collection_from_files, configured_audio_root, require_file, require_root,
+from study.data.files import (collection_from_files, require_file, require_root,
                               resolve_audio_root)
 
 DEFAULT_SUBSET, DEFAULT_SPLIT = "top50tags", "split-0"
@@ -104,7 +104,7 @@ def load_jamendo(cfg: DataConfig) -> Collection:
     labels = np.zeros((len(table), len(tags)), dtype=np.float32)
     for i, row_tags in enumerate(table["tags"]):
         labels[i, [column[t] for t in row_tags]] = 1.0
-    audio_root = resolve_audio_root(root, configured_audio_root(cfg), AUDIO_DIRS, AUDIO_MARKERS)
+    audio_root = resolve_audio_root(root, cfg.audio_root, AUDIO_DIRS, AUDIO_MARKERS)
     tracks = pd.DataFrame({"split": table["split"].to_numpy(), "artist": table["artist"].to_numpy(),
                            "path": [prefer_existing(audio_root, p) for p in table["path"]],
                            "album": table["album"].to_numpy(), "duration": table["duration"].to_numpy()},

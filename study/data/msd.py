@@ -35,7 +35,7 @@ import pandas as pd
 
 from study.config import DataConfig
 from study.data.collection import Collection
-from study.data.files import (collection_from_files, configured_audio_root, find_file, read_python_list,
+from study.data.files import (collection_from_files, find_file, read_python_list,
                               read_vector_tsv, require_file, require_root, resolve_audio_root)
 
 LEE_TRAIN_SIZE = 201_680  # sota split/msd/README: the first 201,680 ids of filtered_list_train.cP train
@@ -89,7 +89,7 @@ def tag_names(root: Path) -> tuple[list[str], str]:
         names = read_python_list(path)
     if len(names) != N_TAGS or len(set(names)) != N_TAGS:
         raise ValueError(f"{path}: expected {N_TAGS} distinct tag names, found {len(set(names))}")
-    return names, str(path)
+    return names, path.relative_to(root).as_posix()
 
 
 def read_id_table(path: Path) -> dict[str, str]:
@@ -113,7 +113,7 @@ def audio_paths(root: Path, ids: list[str]) -> tuple[list[str], str]:
             if absent:
                 print(f"msd: {len(absent)} ids have no path in {path} (e.g. {absent[0]}); "
                       f"they take the X/Y/Z/<id>.mp3 layout")
-            return [mapping.get(i) or default_path(i) for i in ids], str(path)
+            return [mapping.get(i) or default_path(i) for i in ids], path.relative_to(root).as_posix()
     to_7d, to_path = find_file(root, ["MSD_id_to_7D_id.pkl"]), find_file(root, ["7D_id_to_path.pkl"])
     if to_7d is not None and to_path is not None:
         msd_to_7d = {_text(k): v for k, v in load_py2_pickle(to_7d).items()}
@@ -132,7 +132,7 @@ def artists(root: Path, ids: list[str]) -> tuple[list[str], str]:
             fields = line.rstrip("\r\n").split("<SEP>")
             if len(fields) >= 3 and fields[0] in wanted:
                 by_id[fields[0]] = fields[2]
-    return [by_id.get(i, "") for i in ids], str(path)
+    return [by_id.get(i, "") for i in ids], path.relative_to(root).as_posix()
 
 
 def _lee(root: Path, lee_train_size: int):
@@ -196,7 +196,7 @@ def load_msd(cfg: DataConfig, *, lee_train_size: int = LEE_TRAIN_SIZE) -> Collec
     tracks = pd.DataFrame({"split": splits, "artist": track_artists, "path": paths},
                           index=pd.Index(ids, name="track_id"))
     labels = np.stack(labels) if labels else np.zeros((0, len(tags)), np.float32)
-    audio_root = resolve_audio_root(root, configured_audio_root(cfg), AUDIO_DIRS,
+    audio_root = resolve_audio_root(root, cfg.audio_root, AUDIO_DIRS,
                                     markers=[p.split("/")[0] for p in paths[:20]])
     description = {"source": "Million Song Dataset", "convention": convention, "data_root": str(root),
                    "tag_names": tags_source, "paths": path_source, "artist_source": artist_source, **details}

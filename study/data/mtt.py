@@ -33,7 +33,7 @@ Conventions (DataConfig.split_convention):
 - ``''``: pons2018 when annotations_final.csv exists, else musicnn, else sota.
 
 Labels are always matched by tag name: the published top-50 lists disagree on the order of
-'metal' and 'female voice', which tie (paper-facts, "Datasets").
+'metal' and 'female voice', which tie (docs/paper-details.md, "Datasets").
 """
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ import pandas as pd
 
 from study.config import DataConfig
 from study.data.collection import Collection
-from study.data.files import (collection_from_files, configured_audio_root, find_file, read_python_list,
+from study.data.files import (collection_from_files, find_file, read_python_list,
                               read_vector_tsv, require_file, require_root, resolve_audio_root)
 
 FOLDER_SPLIT = {**{f: "train" for f in "0123456789ab"}, "c": "valid", **{f: "test" for f in "def"}}
-BROKEN_CLIPS = ("35644", "55753", "57881")  # paper-facts: 35644 missing, 55753 and 57881 corrupt
+BROKEN_CLIPS = ("35644", "55753", "57881")  # 35644 missing, 55753 and 57881 corrupt (docs: "Datasets")
 N_TOP = 50
 CONVENTIONS = ("pons2018", "clean", "musicnn", "sota")
-# paper-facts "Datasets": the top-50 by descending count, in the order of musicnn-training's
+# docs/paper-details.md, "Datasets": the top-50 by descending count, in the order of musicnn-training's
 # vectors; used to name those vectors when the dataset holds no tag list of its own.
 MTT_TOP50 = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
@@ -103,7 +103,7 @@ def clip_artists(root: Path, clip_ids: pd.Series, mp3_paths: pd.Series) -> tuple
         info = read_quoted_table(info_path)
         if {"clip_id", "artist"} <= set(info.columns):
             by_clip = dict(zip(info["clip_id"], info["artist"]))
-            return [by_clip.get(c, "") for c in clip_ids], str(info_path)
+            return [by_clip.get(c, "") for c in clip_ids], info_path.relative_to(root).as_posix()
         print(f"mtt: {info_path} has no clip_id/artist columns; artists taken from the mp3 names")
     return [Path(p).name.split("-")[0] for p in mp3_paths], "mp3 file names"
 
@@ -144,11 +144,11 @@ def _by_folder(root: Path, convention: str):
 
 
 def musicnn_tag_names(root: Path) -> tuple[list[str], str]:
-    """The tag order of musicnn-training's vectors: its output_labels_mtt.txt, else paper-facts' list."""
+    """The tag order of musicnn-training's vectors: its output_labels_mtt.txt, else the built-in MTT_TOP50."""
     path = find_file(root, ["output_labels_mtt.txt"], MUSICNN_DIRS)
     if path is None:
-        return list(MTT_TOP50), "built-in list (paper-facts)"
-    return read_python_list(path), str(path)
+        return list(MTT_TOP50), "built-in list"
+    return read_python_list(path), path.relative_to(root).as_posix()
 
 
 def name_columns_by_content(vectors: np.ndarray, clip_ids: list[str], names: list[str], root: Path) -> list[str]:
@@ -202,7 +202,9 @@ def _musicnn(root: Path):
     mp3_paths = [paths[c] for c in ids]
     artists, artist_source = clip_artists(root, pd.Series(ids), pd.Series(mp3_paths))
     tracks = _tracks(ids, splits, mp3_paths, artists)
-    return tracks, tags, vectors, {"index": str(index_path), "tag_names": names_source, "artist_source": artist_source}
+    details = {"index": index_path.relative_to(root).as_posix(), "tag_names": names_source,
+               "artist_source": artist_source}  # paths relative to data_root: moved data keep their manifest hash
+    return tracks, tags, vectors, details
 
 
 def _load_strings(path: Path) -> list[str]:
@@ -242,7 +244,9 @@ def _sota(root: Path):
     clip_ids = table["clip_id"].iloc[rows]
     artists, artist_source = clip_artists(root, clip_ids, pd.Series(paths))
     tracks = _tracks(clip_ids, splits, paths, artists)
-    return tracks, tags, binary[rows], {"split_dir": str(split_dir), "artist_source": artist_source}
+    # relative to data_root: which split files, not where this machine keeps them (moved data keep their hash)
+    details = {"split_dir": split_dir.relative_to(root).as_posix(), "artist_source": artist_source}
+    return tracks, tags, binary[rows], details
 
 
 def detect_convention(root: Path) -> str:
@@ -268,7 +272,7 @@ def load_mtt(cfg: DataConfig) -> Collection:
         tracks, tags, labels, details = _sota(root)
     else:
         tracks, tags, labels, details = _by_folder(root, convention)
-    audio_root = resolve_audio_root(root, configured_audio_root(cfg), AUDIO_DIRS, markers=list(FOLDER_SPLIT))
+    audio_root = resolve_audio_root(root, cfg.audio_root, AUDIO_DIRS, markers=list(FOLDER_SPLIT))
     description = {"source": "MagnaTagATune", "convention": convention, "data_root": str(root), **details}
     return collection_from_files("mtt", tracks, tags, labels, audio_root=audio_root, description=description,
                                  expected_audio="mp3 folders 0-9, a-f")

@@ -1,21 +1,27 @@
-"""Patches of cached audio: random ones for training, a moving window for evaluation.
+"""Patches of cached audio: their lengths, random ones for training, a moving window for evaluation.
 
 The paper trains on random patches (15 s; 3 s for MagnaTagATune) and predicts a song as the
 mean of the predictions of a moving window of patches over it (§4).  The training code the
 authors published steps the window by one patch (consecutive, non-overlapping patches) and
-drops a trailing partial patch (paper-facts: "Training and evaluation").
+drops a trailing partial patch (docs/paper-details.md, "Training and evaluation").
+
+This module is the one owner of patch and window lengths: seconds become samples here, and here
+a model's input limits are checked (a fixed-input baseline takes exactly its length, every other
+model at least its smallest input), before any audio is decoded.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from study.config import RunConfig
 from study.data.cache import AudioCache
 
 
+# ---- lengths ----------------------------------------------------------------------------------
 def seconds_to_samples(seconds: float, sample_rate: int = 16000) -> int:
     """A patch length in samples (3 s -> 48,000 and 15 s -> 240,000 at 16 kHz)."""
     samples = int(round(seconds * sample_rate))
@@ -24,6 +30,68 @@ def seconds_to_samples(seconds: float, sample_rate: int = 16000) -> int:
     return samples
 
 
+def _unwrapped(model: Any) -> Any:
+    return model.module if hasattr(model, "module") else model  # DistributedDataParallel
+
+
+def check_input_length(model: Any, samples: int | None, *, source: str) -> None:
+    """Refuse an input length ``model`` cannot take, naming where it came from and what the model needs.
+
+    ``samples`` None stands for the whole clip in one pass.  A fixed-input baseline
+    (``fixed_samples``) takes exactly its length and never the whole clip; every other model takes
+    any length from its ``min_samples`` up.
+    """
+    net = _unwrapped(model)
+    name = getattr(net, "name", type(net).__name__)
+    fixed = getattr(net, "fixed_samples", None)
+    minimum = getattr(net, "min_samples", 1)
+    if fixed is not None and samples != fixed:
+        given = "the whole clip" if samples is None else f"{samples} samples"
+        raise ValueError(f"{source}: {given}, but {name} takes exactly {fixed} samples (a fixed-input model)")
+    if samples is not None and samples < minimum:
+        raise ValueError(f"{source}: {samples} samples, shorter than the {minimum} samples {name} needs")
+
+
+def patch_length(model: Any, seconds: float, sample_rate: int, *, source: str = "patch_seconds",
+                 exact: bool = False, clip_samples: int | None = None) -> int:
+    """A patch length in samples that ``model`` can take: ``seconds`` at ``sample_rate``, checked.
+
+    A fixed-input baseline takes its own length instead, unless ``exact`` (a length the user asked
+    for by name, which must then equal it).  With ``clip_samples``, a clip shorter than the patch
+    is one window of itself, padded only up to the model's smallest input.
+    """
+    samples = seconds_to_samples(seconds, sample_rate)
+    net = _unwrapped(model)
+    fixed = getattr(net, "fixed_samples", None)
+    if fixed is not None and not exact:
+        return int(fixed)
+    if fixed is None and clip_samples is not None and clip_samples < samples:
+        samples = max(int(clip_samples), getattr(net, "min_samples", 1))
+    check_input_length(net, samples, source=f"{source} {seconds:g} at {sample_rate} Hz")
+    return samples
+
+
+def eval_windows(cfg: RunConfig, model: Any) -> dict[str, Any]:
+    """The evaluation windows of ``cfg`` for ``model``, checked: patch_samples, hop_samples, whole_clip.
+
+    eval_patch_seconds every eval_hop_seconds (§4: 15 s, non-overlapping), or the whole clip in one
+    pass.  A fixed-input baseline takes its own patch and keeps the configured ratio of hop to patch.
+    """
+    rate, protocol = cfg.audio.sample_rate, cfg.eval
+    fixed = getattr(_unwrapped(model), "fixed_samples", None)
+    if protocol.whole_clip:
+        check_input_length(model, None, source="whole_clip true")  # refuses a fixed-input model
+        patch = seconds_to_samples(protocol.eval_patch_seconds, rate)  # each clip is then one window
+    else:
+        patch = patch_length(model, protocol.eval_patch_seconds, rate, source="eval_patch_seconds")
+    if fixed is not None:
+        hop = max(1, round(fixed * protocol.eval_hop_seconds / protocol.eval_patch_seconds))
+    else:
+        hop = seconds_to_samples(protocol.eval_hop_seconds, rate)
+    return {"patch_samples": patch, "hop_samples": hop, "whole_clip": protocol.whole_clip}
+
+
+# ---- training patches ---------------------------------------------------------------------------
 class RandomPatches(Dataset):
     """Item i: a random ``patch_samples`` patch of track ``i % clips`` and its labels.
 
@@ -84,6 +152,7 @@ class RandomPatches(Dataset):
         return torch.from_numpy(waveform), torch.from_numpy(self.labels[clip].copy())  # (patch,), (n_tags,)
 
 
+# ---- evaluation windows -------------------------------------------------------------------------
 def window_starts(n_samples: int, patch_samples: int, hop_samples: int) -> list[int]:
     """First samples of the evaluation windows: every ``hop_samples`` while a whole patch fits.
 

@@ -23,16 +23,16 @@ def _label_array(labels, n_rows: int, what: str) -> np.ndarray:
     return np.nan_to_num(array.astype(np.float32, copy=False))
 
 
-def _is_binary(labels: np.ndarray) -> np.ndarray:
-    """Columns holding only 0 and 1 (the rest are regression tags)."""
+def _is_classification(labels: np.ndarray) -> np.ndarray:
+    """Columns holding only 0 and 1: the classification tags (the rest are regression tags)."""
     return ((labels == 0.0) | (labels == 1.0)).all(axis=0)
 
 
 def _strata(labels: np.ndarray, rows: sparse.csr_matrix) -> np.ndarray:
-    """Per group of ``rows``: counts of each binary tag and of each tercile of each regression tag."""
-    binary = _is_binary(labels)
-    counts = [np.asarray(rows @ labels)[:, binary]]
-    for j in np.nonzero(~binary)[0]:  # regression tags: low / middle / high thirds
+    """Per group of ``rows``: counts of each classification tag and of each tercile of each regression tag."""
+    classification = _is_classification(labels)
+    counts = [np.asarray(rows @ labels)[:, classification]]
+    for j in np.nonzero(~classification)[0]:  # regression tags: low / middle / high thirds
         edges = np.quantile(labels[:, j], [1 / 3, 2 / 3])
         third = np.searchsorted(edges, labels[:, j], side="right")
         onehot = sparse.csr_matrix((np.ones(len(third), dtype=np.float32), (np.arange(len(third)), third)),
@@ -113,7 +113,7 @@ def artist_filtered_split(tracks: pd.DataFrame, labels, *, fractions=(0.8, 0.1, 
     """Split name per track: no artist in two splits, tag proportions alike in all three.
 
     ``tracks`` needs an ``artist`` column ('' = unknown: the track is its own artist); ``labels``
-    (n_tracks, n_tags) are aligned with its rows, binary tags as 0/1 and regression tags in [0, 1].
+    (n_tracks, n_tags) are aligned with its rows, classification tags as 0/1 and regression tags in [0, 1].
     """
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
@@ -166,9 +166,9 @@ def nested_train_order(train_ids, labels, *, seed: int = 0) -> list[str]:
     counts = _strata(label_array, sparse.identity(n, dtype=np.float32, format="csr"))
     rng = np.random.default_rng(seed)
     block = _greedy_assign(counts, np.ones(n), NESTED_BLOCKS, _rarest_first(counts, rng), rng, chunks=2000)
-    binary = counts > 0
-    frequency = binary.sum(axis=0)
-    stratum = np.where(binary.any(axis=1), np.argmin(np.where(binary, frequency, np.iinfo(np.int64).max), axis=1), -1)
+    present = counts > 0
+    frequency = present.sum(axis=0)
+    stratum = np.where(present.any(axis=1), np.argmin(np.where(present, frequency, np.iinfo(np.int64).max), axis=1), -1)
     shuffled = rng.permutation(n)
     frame = pd.DataFrame({"block": block[shuffled], "stratum": stratum[shuffled]})
     groups = frame.groupby(["block", "stratum"])

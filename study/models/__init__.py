@@ -1,13 +1,14 @@
-"""Networks of the study: one registry name -> one builder (§4 and the baselines of Tables 2-3).
+"""Models of the study: one registry that knows every name a config may give (§4, Tables 1-3).
 
+``MODELS`` maps each network to its builder; ``GBT`` is Table 1's baseline of handcrafted
+descriptors and trees (:mod:`study.gbt`), which is not a network.  ``MODEL_NAMES`` is every name a
+config may give, and :func:`check_model_name` refuses any other before data are touched.
 ``build_model(ModelConfig, n_tags=..., audio_cfg=...)`` is the only way the rest of the study
-makes a model; ``study models`` prints our parameter counts beside the paper's (Tables 2-3).
+makes a network; ``study models`` (:mod:`study.models.cli`) prints our parameter counts beside the
+paper's (Tables 2-3).
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,15 +29,25 @@ MODELS: dict[str, Builder] = {
     "dieleman": build_dieleman,  # Table 2 baseline (Dieleman & Schrauwen 2014, public log-mel version)
     "vgg": build_vgg,  # Table 3 baseline (Choi et al. 2016, the paper's 450k reproduction)
     "timbre_cnn": build_timbre_cnn,  # Table 3 baseline (Pons et al. 2017, public version)
-    "musicnn": build_musicnn,  # issue 7: musicnn (Pons & Serra 2019), runs the package's MTT/MSD weights
-    "musicnn_vgg": build_musicnn_vgg,  # issue 7: musicnn's VGG, 128 filters per layer
+    "musicnn": build_musicnn,  # musicnn (Pons & Serra 2019): runs the package's released MTT/MSD weights
+    "musicnn_vgg": build_musicnn_vgg,  # musicnn's VGG, 128 filters per layer
 }
+GBT = "gbt"  # Table 1's baseline: handcrafted descriptors + one gradient-boosted tree model per tag (study.gbt)
+MODEL_NAMES = (*MODELS, GBT)  # every model a config may name
+
+
+def check_model_name(name: str, *, network: bool = False) -> None:
+    """Refuse a name the registry does not know, or (``network``) the GBT where a network is needed."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    if network and name == GBT:
+        raise ValueError(f"model {GBT!r} is Table 1's baseline of descriptors and trees, not a network: "
+                         f"fit it with `study gbt` (or as a point of a grid), not `study train` or `study evaluate`")
 
 
 def build_model(model_cfg: ModelConfig, *, n_tags: int, audio_cfg: AudioConfig = AudioConfig()) -> Tagger:
     """The network named by ``model_cfg.model``, with ``n_tags`` outputs (logits)."""
-    if model_cfg.model not in MODELS:
-        raise ValueError(f"unknown model {model_cfg.model!r}; expected one of {', '.join(MODELS)}")
+    check_model_name(model_cfg.model, network=True)
     if n_tags < 1:
         raise ValueError(f"n_tags must be at least 1, got {n_tags}")
     return MODELS[model_cfg.model](model_cfg, n_tags=n_tags, audio_cfg=audio_cfg)
@@ -67,55 +78,5 @@ def count_table(*tables: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _print_counts(args: argparse.Namespace) -> int:
-    tables = tuple(args.table) if args.table else (2, 3)
-    rows = count_table(*tables)
-    if args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["table", "row", "params", "paper_params", "note"])
-        for row in rows:
-            writer.writerow([row["table"], row["row"], "" if row["params"] is None else row["params"], row["paper_params"], row["note"]])
-        return 0
-    for row in rows:
-        ours = "-" if row["params"] is None else f"{row['params']:,}"
-        mark = "" if not row["note"] else "  (see note)"
-        print(f"Table {row['table']:<4} {row['row']:<44} {ours:>12} {row['paper_params']:>7}{mark}")
-        if args.arithmetic:
-            model = row_model(next(r for r in paper.rows(row["table"]) if r["row"] == row["row"]))
-            if model is not None:
-                for name, count in param_breakdown(model):
-                    print(f"    {name:<58} {count:>12,}")
-            if row["note"]:
-                print(f"    note: {row['note']}")
-    return 0
-
-
-def _describe(args: argparse.Namespace) -> int:
-    cfg = ModelConfig(model=args.describe, frontend_multiplier=args.frontend_multiplier,
-                      backend_filters=args.backend_filters, dense_units=args.dense_units,
-                      waveform_layers=args.waveform_layers)
-    with torch.device("meta"):
-        model = build_model(cfg, n_tags=args.n_tags)
-    print(describe(model, args.samples))
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """``study models``: our parameter counts beside the paper's (Tables 2-3), or one model's layers."""
-    parser = subparsers.add_parser("models", help="parameter counts vs the paper (Tables 2-3); per-layer description")
-    parser.add_argument("--csv", action="store_true", help="print table,row,params,paper_params,note as CSV")
-    parser.add_argument("--table", action="append", type=lambda t: t if t == "5.1" else int(t),
-                        help="paper table to list (2, 3, 4 or 5.1 for §5.1's text); repeatable; default 2 and 3")
-    parser.add_argument("--arithmetic", action="store_true", help="print each row's per-block parameter counts")
-    parser.add_argument("--describe", choices=sorted(MODELS), help="print one model's time steps, receptive field and blocks")
-    parser.add_argument("--samples", type=int, default=None, help="input length for --describe (default 48,000)")
-    parser.add_argument("--frontend-multiplier", type=float, default=ModelConfig.frontend_multiplier)
-    parser.add_argument("--backend-filters", type=int, default=ModelConfig.backend_filters)
-    parser.add_argument("--dense-units", type=int, default=ModelConfig.dense_units)
-    parser.add_argument("--waveform-layers", type=int, default=ModelConfig.waveform_layers)
-    parser.add_argument("--n-tags", type=int, default=50)
-    parser.set_defaults(func=lambda args: _describe(args) if args.describe else _print_counts(args))
-
-
-__all__ = ["MODELS", "Tagger", "build_model", "count_params", "param_breakdown", "describe", "count_table",
-           "row_model", "register_cli"]
+__all__ = ["GBT", "MODELS", "MODEL_NAMES", "Tagger", "build_model", "check_model_name", "count_params",
+           "param_breakdown", "describe", "count_table", "row_model"]

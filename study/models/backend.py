@@ -16,7 +16,7 @@ class Backend(nn.Module):
 
     conv1 sees every front-end feature at once (a 7 x M' kernel on a one-channel image is a
     Conv1d over M' channels: the same weights and count).  conv2/conv3 use the scalar batch
-    norm of the authors' code (paper-facts: 2 parameters each, not 2F).
+    norm of the authors' code (docs/paper-details.md, "Shared back-end": 2 parameters each, not 2F).
     """
 
     def __init__(self, *, in_features: int, n_tags: int, filters: int = 512, dense_units: int = 500, dropout: float = 0.5) -> None:

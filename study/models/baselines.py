@@ -2,8 +2,8 @@
 
 All take raw audio like the paper's models; they flatten a fixed-size map, so each accepts one
 input length (``fixed_samples``): 59,049 samples for SampleCNN, 3 s (187 frames) for the
-spectrogram baselines, the MTT patch length of §5.2.  Layer details and counts: paper-facts,
-"Baselines of Tables 2-3".
+spectrogram baselines, the MTT patch length of §5.2.  Layer details and counts:
+docs/paper-details.md, "Baselines of Tables 2-3".
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Building blocks shared by every network in ``study.models``, each written once.
 
 The authors trained in TensorFlow 1; the conventions that change counts or training
-dynamics are reproduced here (paper-facts, "Shared back-end" and "Parameter counts"):
-convolution -> ReLU -> batch norm (BN after the ReLU), TF's BN momentum 0.99 / epsilon 1e-3,
+dynamics are reproduced here (docs/paper-details.md, "Initialisation and batch norm",
+"Shared back-end" and "Parameter counts"): convolution -> ReLU -> batch norm (BN after the ReLU), TF's BN momentum 0.99 / epsilon 1e-3,
 He fan-in initialisation, and a "scalar" batch norm with one mean/variance and one gamma/beta.
 """
 from __future__ import annotations
@@ -186,8 +186,8 @@ class DenseHead(nn.Module):
 class LogMelInput(nn.Module):
     """Waveform -> standardised log-mel, (batch, samples) -> (batch, frames, n_mels).
 
-    paper-facts: ONE scalar mean and ONE scalar std over all bins and frames of training audio,
-    stored with the model (buffers ``input_mean``/``input_std``, set by :meth:`fit`).
+    ONE scalar mean and ONE scalar std over all bins and frames of training audio (docs/paper-details.md,
+    "Input representation"), stored with the model (buffers ``input_mean``/``input_std``, set by :meth:`fit`).
     """
 
     def __init__(self, audio_cfg: AudioConfig) -> None:
@@ -274,7 +274,7 @@ def smallest_input(ops: Sequence[TimeOp], *, upper: int = 1 << 26) -> int:
 
 # ---- TF-style initialisation ------------------------------------------------------------------
 def init_tf_style(module: nn.Module) -> None:
-    """He fan-in kernels, zero biases, BN gamma 1 / beta 0 (paper-facts, "Shared back-end").
+    """He fan-in kernels, zero biases, BN gamma 1 / beta 0 (docs/paper-details.md, "Initialisation and batch norm").
 
     TF1's ``variance_scaling_initializer()`` draws a normal truncated at 2 std with
     std = sqrt(1.3 * 2 / fan_in); the factor 1.3 restores the variance the truncation removes.

@@ -45,8 +45,8 @@ class MusicnnInput(nn.Module):
 
     The package stores the librosa mel spectrogram in float16, then takes log10(1 + 10000 mel);
     under NumPy 1 the product is promoted to float32 (under NumPy 2 it stays float16 and
-    overflows: issue 7).  ``float16_mel`` keeps the float16 rounding of the mel, as the weights were
-    trained and as the package ran under NumPy 1.  No standardisation: the front-end's input
+    overflows; docs/paper-details.md, "Released taggers (musicnn)").  ``float16_mel`` keeps the
+    float16 rounding of the mel, as the weights were trained and as the package ran under NumPy 1.  No standardisation: the front-end's input
     batch norm plays that part.
     """
 

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from study.data.corpus.drums import band
+
 TABLE_SIZE = 2048  # samples in one period of a wavetable (a power of two: indices wrap by masking)
 BAND_LOW = 24  # MIDI note where the first octave band of a wavetable starts
 N_BANDS = 8
@@ -213,7 +215,6 @@ def vowel_tables(f0: np.ndarray, vowel: np.ndarray, formant_scale: float, sample
 @lru_cache(maxsize=None)
 def consonant(kind: int, sample_rate: int) -> np.ndarray:
     """The noise of a consonant that starts a sung syllable: s, t, k or h (peak 1)."""
-    from study.data.corpus.drums import band
     seconds, low, high, attack = ((0.09, 4000.0, 7800.0, 0.02), (0.015, 500.0, 7800.0, 0.0005),
                                   (0.03, 1500.0, 3200.0, 0.001), (0.06, 400.0, 2500.0, 0.01))[kind]
     n = int(seconds * sample_rate)

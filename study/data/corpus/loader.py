@@ -1,7 +1,7 @@
-"""The embedded corpus as a :class:`Collection`: tag table, splits and on-demand audio.
+"""The embedded corpus as a :class:`Collection`: track table and labels, splits and on-demand audio.
 
-The tag table comes from the plans alone (no audio), so a million-clip corpus is listed in
-seconds; audio is rendered by the collection's loader when the cache asks for it.
+The track table and labels come from the plans alone (no audio), so a million-clip corpus is
+listed in seconds; audio is rendered by the collection's loader when the cache asks for it.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from study.data.corpus import taxonomy as tx
 from study.data.corpus.plan import describe, plan_clips, plan_row, tag_matrix
 from study.data.corpus.render import render_clip
 from study.data.splits import artist_filtered_split, nested_train_order
+from study.metrics import POSITIVE_THRESHOLD
 
 GENERATOR_VERSION = "1.0"  # bump whenever a change alters any clip's audio or tags
 MIN_SIZE, MAX_SIZE = 100, 1_000_000
@@ -42,7 +43,7 @@ def generate_clip(seed: int, index: int, seconds: float = 30.0, sample_rate: int
     return audio, {tag: float(value) for tag, value in zip(tx.TAGS, labels)}
 
 
-def tag_table(seed: int, size: int) -> tuple[pd.DataFrame, np.ndarray]:
+def corpus_table(seed: int, size: int) -> tuple[pd.DataFrame, np.ndarray]:
     """(track table without splits, labels (size, len(TAGS)) float32) for clips 0 .. size-1."""
     frames, labels = [], np.empty((size, len(tx.TAGS)), dtype=np.float32)
     for low in range(0, size, TABLE_CHUNK):
@@ -77,7 +78,7 @@ def load_corpus(cfg: DataConfig) -> Collection:
         raise ValueError(f"corpus_size {size} is outside the supported {MIN_SIZE} .. {MAX_SIZE} clips")
     if not cfg.clip_seconds > 0:
         raise ValueError(f"clip_seconds must be positive, got {cfg.clip_seconds}")
-    tracks, labels = tag_table(cfg.corpus_seed, size)
+    tracks, labels = corpus_table(cfg.corpus_seed, size)
     tracks["split"] = artist_filtered_split(tracks, labels, seed=cfg.corpus_seed)
     tracks["path"] = ""
     train = (tracks["split"] == "train").to_numpy()
@@ -93,7 +94,8 @@ def load_corpus(cfg: DataConfig) -> Collection:
 
 def listen_examples(collection: Collection, tag: str, n: int = 3, *, split: str | None = None,
                     seed: int = 0) -> list[str]:
-    """Track ids to play for a tag: ``n`` positives of a binary tag, or ``n`` clips from low to high of a regression tag."""
+    """Track ids to play for a tag: ``n`` positives of a classification tag, or ``n`` clips from low to high
+    of a regression tag."""
     if tag not in collection.tags:
         raise ValueError(f"{collection.name}: no tag {tag!r}; tags are {', '.join(collection.tags)}")
     ids = collection.tracks.index if split is None else pd.Index(collection.ids(split))
@@ -102,6 +104,6 @@ def listen_examples(collection: Collection, tag: str, n: int = 3, *, split: str 
         order = np.argsort(values, kind="stable")
         picks = order[np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))]
         return [ids[i] for i in picks]
-    positives = np.nonzero(values > 0.5)[0]
+    positives = np.nonzero(values >= POSITIVE_THRESHOLD)[0]
     picks = np.random.default_rng(seed).permutation(positives)[:n]
     return [ids[i] for i in np.sort(picks)]

@@ -202,7 +202,7 @@ def _derived(p: dict) -> dict:
 
 
 def tag_matrix(p: dict) -> np.ndarray:
-    """Labels (n_clips, len(TAGS)) in ``taxonomy.TAGS`` order: binary tags 0/1, regression tags in [0, 1]."""
+    """Labels (n_clips, len(TAGS)) in ``taxonomy.TAGS`` order: classification tags 0/1, regression tags in [0, 1]."""
     n = len(p["index"])
     minor, bpm, energy = ~p["major"], p["bpm"], p["energy"]
     lead_vocals = p["lead_vocals"]

@@ -2,7 +2,7 @@
 
 The categories follow the paper's 1.2M-song set (§3): meter, rhythmic feel, harmony, mood,
 vocals, instrumentation, sonority, genre and subgenre.  As in §5.1 there are two kinds of tag:
-binary tags (bimodal: most clips are 0, scored with ROC/PR-AUC) and regression tags in [0, 1]
+classification tags (bimodal: most clips are 0, scored with ROC/PR-AUC) and regression tags in [0, 1]
 with spread-out distributions (scored with √MSE).  Every style below says how a subgenre
 *sounds* (tempo, meter, feel, drums, instruments, harmony, production); the tags of a clip are
 then derived from what the generator decided to play (see ``plan.py``).
