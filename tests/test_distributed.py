@@ -81,7 +81,8 @@ def run_real(folder: Path, dist: DistInfo = DistInfo(), **kwargs):
     from study.train import train
 
     _, patches, valid = real_data()
-    return train(real_model(), patches, valid=valid, cfg=REAL_TRAIN, checkpoint_dir=folder, tags=TAGS,
+    config = replace(preset_config("smoke"), train=REAL_TRAIN)  # the smoke model, trained as REAL_TRAIN says
+    return train(real_model(), patches, valid=valid, config=config, checkpoint_dir=folder, tags=TAGS,
                  is_regression=REGRESSION, progress=False, log=lambda line: None, dist=dist, **kwargs)
 
 

@@ -232,19 +232,20 @@ def ensure_cache(collection: Collection, cfg: RunConfig, *, workers: int | None 
                                  workers=workers, progress=progress)
     missing = [t for t in collection.tracks.index if t not in cache and t not in cache.failed]
     assert not missing, f"cache build left {len(missing)} tracks undecided, e.g. {missing[:3]}"
+    return cache, _decodable(collection, cache)
+
+
+def _decodable(collection: Collection, cache: AudioCache) -> Collection:
+    """The collection without the tracks that failed to decode, each listed in its ``excluded``."""
     failed = {track_id: cache.failed[track_id] for track_id in collection.tracks.index if track_id in cache.failed}
-    return cache, (collection.exclude(failed, reason="undecodable") if failed else collection)
+    return collection.exclude(failed, reason="undecodable") if failed else collection
 
 
-def wait_for_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | None = None, *,
-                   poll_seconds: float = 10.0) -> tuple[AudioCache, Collection]:
+def wait_for_cache(collection: Collection, cfg: RunConfig, *, poll_seconds: float = 10.0) -> tuple[AudioCache, Collection]:
     """What :func:`ensure_cache` returns, once another process (torchrun's first process on this
     machine) has built the cache: polls the folder, without a time limit, and decodes nothing."""
-    data_cfg = getattr(cfg, "data", cfg)
-    audio_cfg = audio_cfg or getattr(cfg, "audio", None) or AudioConfig()
-    folder = cache_folder(collection, data_cfg)
-    settings = cache_settings(collection, sample_rate=audio_cfg.sample_rate,
-                              dtype=getattr(data_cfg, "cache_dtype", "float32"))
+    folder = cache_folder(collection, cfg.data)
+    settings = cache_settings(collection, sample_rate=cfg.audio.sample_rate, dtype=cfg.data.cache_dtype)
     cache, announced = _complete_cache(collection, folder, settings), False
     while cache is None:
         if not announced:
@@ -252,7 +253,7 @@ def wait_for_cache(collection: Collection, cfg: Any, audio_cfg: AudioConfig | No
             announced = True
         time.sleep(poll_seconds)
         cache = _complete_cache(collection, folder, settings)
-    return cache, (collection.drop(list(cache.failed)) if cache.failed else collection)
+    return cache, _decodable(collection, cache)
 
 
 def _complete_cache(collection: Collection, folder: Path, settings: dict[str, Any]) -> AudioCache | None:
