@@ -35,7 +35,7 @@ FRONT_ENDS = ("waveform", "spectrogram")
 BASELINE = GBT
 MODEL_NAMES = {"waveform": "Waveform", "spectrogram": "Spectrogram", "gbt": "Baseline (GBT + descriptors)"}
 COLORS = {"waveform": "tab:blue", "spectrogram": "tab:orange", "gbt": "0.35"}
-COUNT_COLUMNS = ("train_size", "params", "crossover_train_size")  # shown as whole numbers
+COUNT_COLUMNS = ("train_size", "params", "crossover_train_size", "crossover")  # shown as whole numbers
 # config fields that say where or how fast a run ran, not what it computed: ignored when matching
 NEUTRAL_FIELDS = ("name", *(name for names in EXECUTION_ONLY.values() for name in names))
 
@@ -143,13 +143,20 @@ def printed_params(text: Any) -> float:
 
 # ---- writing tables and figures --------------------------------------------------------------
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Display form: '<metric>_mean' and '<metric>_sd' become one 'mean ± sd' column; metrics get 2
-    decimals (4 for √MSE), counts are whole numbers, other numbers 4 significant digits; NaN is '—'."""
+    """Display form: '<metric>_mean' and '<metric>_sd' become one 'mean ± sd' column, 'X' with 'X_lo' and
+    'X_hi' one 'X [lo, hi]' column; metrics get 2 decimals (4 for √MSE), counts are whole numbers,
+    other numbers 4 significant digits; NaN is '—'."""
     shown = pd.DataFrame(index=table.index)
     for column in table.columns:
         if column.endswith("_sd") and f"{column[:-3]}_mean" in table:
             continue
-        if column.endswith("_mean"):
+        if column.endswith(("_lo", "_hi")) and column[:-3] in table and f"{column[:-3]}_lo" in table \
+                and f"{column[:-3]}_hi" in table:
+            continue
+        if f"{column}_lo" in table and f"{column}_hi" in table:
+            shown[column] = [_with_interval(v, lo, hi, column) for v, lo, hi in
+                             zip(table[column], table[f"{column}_lo"], table[f"{column}_hi"])]
+        elif column.endswith("_mean"):
             metric = column[:-len("_mean")]
             sds = table[f"{metric}_sd"] if f"{metric}_sd" in table else [None] * len(table)
             shown[metric] = [_mean_sd(m, s, _decimals(metric)) for m, s in zip(table[column], sds)]
@@ -162,6 +169,18 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         else:
             shown[column] = ["—" if _missing(v) else str(v) for v in table[column]]
     return shown
+
+
+def _with_interval(value: Any, low: Any, high: Any, column: str) -> str:
+    if _missing(value):
+        return "—"
+    if column in COUNT_COLUMNS:
+        shown = [f"{float(v):,.0f}" if not _missing(v) else "—" for v in (value, low, high)]
+    elif column in METRICS:
+        shown = [f"{v:.{_decimals(column)}f}" if not _missing(v) else "—" for v in (value, low, high)]
+    else:
+        shown = [f"{v:.3g}" if not _missing(v) else "—" for v in (value, low, high)]
+    return f"{shown[0]} [{shown[1]}, {shown[2]}]"
 
 
 def _decimals(metric: str) -> int:
@@ -372,9 +391,14 @@ def _draw_metric(ax: plt.Axes, points: pd.DataFrame, metric: str, *, confidence:
         return
     sizes = points.loc[points["model"].isin(FRONT_ENDS), "train_size"].astype(float)
     span = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 100) if len(sizes) else None
-    baseline = points.loc[points["model"] == BASELINE, metric].astype(float)
-    if len(baseline):
-        mean, sd = baseline.mean(), baseline.std(ddof=1) if len(baseline) > 1 else 0.0
+    baseline = points[points["model"] == BASELINE]
+    if baseline["train_size"].nunique() > 1:  # the baseline trained at several sizes: its own dashed line
+        cells = baseline.groupby("train_size")[metric].mean().reset_index()
+        ax.plot(cells["train_size"], cells[metric], "s--", color=COLORS[BASELINE], markersize=4,
+                label=MODEL_NAMES[BASELINE])
+    elif len(baseline):  # one size (e.g. the paper's 1.2M): a horizontal line, its spread over seeds shaded
+        values = baseline[metric].astype(float)
+        mean, sd = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
         ax.axhline(mean, color=COLORS[BASELINE], linestyle="--", label=MODEL_NAMES[BASELINE])
         if sd > 0:
             ax.axhspan(mean - sd, mean + sd, color=COLORS[BASELINE], alpha=0.12, linewidth=0)
@@ -388,6 +412,10 @@ def _draw_metric(ax: plt.Axes, points: pd.DataFrame, metric: str, *, confidence:
         cells = mine.groupby("train_size")[metric].agg(["mean", "std"]).reset_index()
         ax.errorbar(cells["train_size"], cells["mean"], yerr=cells["std"].fillna(0.0), fmt="o", color=color,
                     capsize=3, markersize=4, label=MODEL_NAMES[model])
+        if "capped_while_improving" in mine:  # a run that measures its epoch cap, not the model: flagged
+            capped = mine[mine["capped_while_improving"].fillna(False).astype(bool)]
+            ax.scatter(capped["train_size"], capped[metric], s=40, marker="x", color="red",
+                       label="capped while still improving")
         if fits[model] is not None and span is not None:
             ax.plot(span, fits[model].predict(span), color=color, linewidth=1.2)
             if bands:

@@ -25,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from study.metrics import METRICS, _bootstrap_overall, centred_interval, resample_weights
+from study.report import fit_line
 from study.results import load_curves, load_predictions, read_json, run_path
 
 FRONT_ENDS = ("waveform", "spectrogram")
@@ -103,6 +104,7 @@ def cell_table(runs: pd.DataFrame, draws: dict[tuple[str, int], dict[str, np.nda
                confidence: float = 0.95) -> pd.DataFrame:
     """Per (model, size): runs, and each metric's mean over seeds with its clip-and-seed interval."""
     counts = runs.groupby(["model", "train_size"]).size()
+    columns = ["model", "train_size", "n_runs"] + [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")]
     rows = []
     for (model, size), values in draws.items():
         row = {"model": model, "train_size": size, "n_runs": int(counts[(model, size)])}
@@ -110,7 +112,7 @@ def cell_table(runs: pd.DataFrame, draws: dict[tuple[str, int], dict[str, np.nda
             row[metric] = draw[0]
             row[f"{metric}_lo"], row[f"{metric}_hi"] = _interval(draw[1:], confidence, draw[0])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, pairs=PAIRS,
@@ -136,23 +138,21 @@ def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, p
                 p = (1 + np.sum(np.abs(finite - observed) >= abs(observed))) / (1 + len(finite))
                 low, high = _interval(resampled, confidence, observed)
                 rows.append({"train_size": size, "a": first, "b": second, "metric": metric,
-                             "difference": observed, "lo": low, "hi": high, "p": float(p)})
-    return pd.DataFrame(rows, columns=["train_size", "a", "b", "metric", "difference", "lo", "hi", "p"])
+                             "difference": observed, "difference_lo": low, "difference_hi": high, "p": float(p)})
+    return pd.DataFrame(rows, columns=["train_size", "a", "b", "metric", "difference", "difference_lo",
+                                       "difference_hi", "p"])
 
 
 def _line(sizes: np.ndarray, values: np.ndarray) -> tuple[float, float]:
-    """(slope per decade, intercept) of values on log10(sizes); NaN with fewer than two sizes."""
-    keep = np.isfinite(values)
-    x, y = np.log10(sizes[keep]), values[keep]
-    if len(np.unique(x)) < 2:
-        return float("nan"), float("nan")
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept)
+    """(slope per decade, intercept) of values on log10(sizes) (Figure 3's fit); NaN with fewer than two sizes."""
+    fit = fit_line(sizes, values)
+    return (float("nan"), float("nan")) if fit is None else (fit.slope, fit.intercept)
 
 
 def scaling_fits(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, models: Sequence[str] = FRONT_ENDS,
                  confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(slopes, crossovers): each model's slope per decade with its interval, and where two lines meet.
+    """(slopes, crossovers): each model's slope per decade of training data (``slope``, in the metric's
+    units, AUCs in %) with its interval, and where two lines meet (``crossover``, in clips).
 
     A crossover is the size where the two fitted lines take the same value.  Its interval comes
     from the resamples in which the lines are not parallel; ``where`` summarises it plainly: inside
@@ -171,7 +171,7 @@ def scaling_fits(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, models:
             fitted = np.array([_line(sizes, values[:, b]) for b in range(values.shape[1])])  # (1 + samples, 2)
             lines[model] = (sizes, fitted)
             low, high = _interval(fitted[1:, 0], confidence, fitted[0, 0])
-            slope_rows.append({"metric": metric, "model": model, "n_sizes": len(cells), "slope_per_decade": fitted[0, 0],
+            slope_rows.append({"metric": metric, "model": model, "n_sizes": len(cells), "slope": fitted[0, 0],
                                "slope_lo": low, "slope_hi": high, "intercept": fitted[0, 1]})
         if len(lines) < 2:
             continue
@@ -194,11 +194,14 @@ def scaling_fits(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, models:
         higher = first if (fit_a[0, 0] > fit_b[0, 0]) == (metric != "rmse") else second
         cross_rows.append({"metric": metric, "a": first, "b": second, "slope_difference": slope_gap[0],
                            "slope_difference_lo": gap_low, "slope_difference_hi": gap_high,
-                           "crossover_train_size": crossing if placed else float("nan"),
+                           "crossover": crossing if placed else float("nan"),
                            "crossover_lo": low if placed else float("nan"),
                            "crossover_hi": high if placed else float("nan"),
                            "where": where, "better_with_more_data": higher})
-    return pd.DataFrame(slope_rows), pd.DataFrame(cross_rows)
+    slope_columns = ["metric", "model", "n_sizes", "slope", "slope_lo", "slope_hi", "intercept"]
+    cross_columns = ["metric", "a", "b", "slope_difference", "slope_difference_lo", "slope_difference_hi",
+                     "crossover", "crossover_lo", "crossover_hi", "where", "better_with_more_data"]
+    return pd.DataFrame(slope_rows, columns=slope_columns), pd.DataFrame(cross_rows, columns=cross_columns)
 
 
 # ---- convergence: why each run stopped, and its learning curve -------------------------------------------
@@ -274,11 +277,52 @@ def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("val
     return grid.figure
 
 
+def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossings: pd.DataFrame,
+          records: pd.DataFrame, *, confidence: float = 0.95) -> str:
+    """What the stored runs show, as markdown sentences built from the tables (no number typed in).
+
+    Per size: which front-end is ahead in ROC-AUC and PR-AUC and whether the paired interval
+    excludes zero; the slopes and the crossover; the baseline where it was trained; convergence.
+    """
+    level = f"{100 * confidence:.0f} %"
+    lines = []
+    for size, group in pairs[(pairs["a"] == "waveform") & (pairs["b"] == "spectrogram")].groupby("train_size"):
+        parts = []
+        for row in group[group["metric"].isin(PERCENT)].itertuples():
+            ahead = "waveform" if row.difference > 0 else "spectrogram"
+            sure = "excludes" if row.difference_lo > 0 or row.difference_hi < 0 else "includes"
+            parts.append(f"{row.metric.replace('_', '-').upper()} {ahead} ahead by {abs(row.difference):.2f} points "
+                         f"({level} interval [{row.difference_lo:.2f}, {row.difference_hi:.2f}], {sure} 0, "
+                         f"p = {row.p:.3f})")
+        lines.append(f"- **{size:,} clips**: " + "; ".join(parts) + ".")
+    for row in slopes[slopes["metric"].isin(PERCENT)].itertuples():
+        lines.append(f"- {row.model} {row.metric.replace('_', '-').upper()} gains {row.slope:.2f} points per decade of "
+                     f"training data ({level} interval [{row.slope_lo:.2f}, {row.slope_hi:.2f}]).")
+    for row in crossings.itertuples():
+        where = row.where if not np.isfinite(row.crossover) else \
+            f"{row.where}, at {row.crossover:,.0f} clips ([{row.crossover_lo:,.0f}, {row.crossover_hi:,.0f}])"
+        lines.append(f"- {row.metric.replace('_', '-').upper()} lines of {row.a} and {row.b}: {where}; the steeper "
+                     f"is {row.better_with_more_data}'s.")
+    baseline = cells[cells["model"] == BASELINE]
+    for row in baseline.itertuples():
+        best = cells[(cells["train_size"] == row.train_size) & cells["model"].isin(FRONT_ENDS)]
+        if len(best):
+            top = best.loc[best["roc_auc"].idxmax()]
+            lines.append(f"- GBT baseline at {row.train_size:,} clips: ROC-AUC {row.roc_auc:.2f}, PR-AUC {row.pr_auc:.2f}; "
+                         f"best front-end there ({top['model']}) {top['roc_auc']:.2f} and {top['pr_auc']:.2f}.")
+    if len(records):
+        capped = int(records["capped_while_improving"].sum())
+        stopped = int((records["stop_reason"] == "early stopping").sum())
+        lines.append(f"- Convergence: {stopped} of {len(records)} network runs ended by early stopping; {capped} ended "
+                     f"at the epoch cap while still improving.")
+    return "\n".join(lines)
+
+
 def capped_runs(records: pd.DataFrame) -> list[str]:
     """Run ids that measure the cap, not the model (for a visible flag in reports)."""
     return list(records.loc[records["capped_while_improving"], "run_id"])
 
 
-__all__ = ["BASELINE", "FRONT_ENDS", "PAIRS", "capped_runs", "cell_draws", "cell_table", "learning_curves",
+__all__ = ["BASELINE", "FRONT_ENDS", "PAIRS", "capped_runs", "facts", "cell_draws", "cell_table", "learning_curves",
            "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
            "training_records"]

@@ -72,8 +72,8 @@ def test_paired_differences_follow_the_designed_ranking(study):
     diffs = scaling.paired_differences(draws).set_index(["train_size", "a", "b", "metric"])
     small = diffs.loc[(100, "waveform", "spectrogram", "roc_auc")]
     large = diffs.loc[(10000, "waveform", "spectrogram", "roc_auc")]
-    assert small["difference"] < 0 and small["hi"] < 0 and small["p"] < 0.05  # spectrogram ahead with little data
-    assert large["difference"] > 0 and large["lo"] > 0 and large["p"] < 0.05  # waveform ahead with much
+    assert small["difference"] < 0 and small["difference_hi"] < 0 and small["p"] < 0.05  # spectrogram ahead with little data
+    assert large["difference"] > 0 and large["difference_lo"] > 0 and large["p"] < 0.05  # waveform ahead with much
     assert (1000, "waveform", "gbt", "roc_auc") in diffs.index and (100, "waveform", "gbt", "roc_auc") not in diffs.index
 
 
@@ -81,13 +81,13 @@ def test_slopes_and_a_crossover_inside_the_trained_range(study):
     _, _, draws = study
     slopes, crossings = scaling.scaling_fits(draws)
     roc = slopes[slopes["metric"] == "roc_auc"].set_index("model")
-    assert roc.loc["waveform", "slope_per_decade"] > roc.loc["spectrogram", "slope_per_decade"] > 0
+    assert roc.loc["waveform", "slope"] > roc.loc["spectrogram", "slope"] > 0
     assert roc.loc["waveform", "slope_lo"] > roc.loc["spectrogram", "slope_hi"] or \
         roc.loc["waveform", "slope_lo"] > 0
     crossing = crossings.set_index("metric").loc["roc_auc"]
     assert crossing["where"] == "inside the trained range" and crossing["better_with_more_data"] == "waveform"
-    assert 100 < crossing["crossover_train_size"] < 10000
-    assert crossing["crossover_lo"] <= crossing["crossover_train_size"] <= crossing["crossover_hi"]
+    assert 100 < crossing["crossover"] < 10000
+    assert crossing["crossover_lo"] <= crossing["crossover"] <= crossing["crossover_hi"]
 
 
 def test_parallel_lines_place_no_crossover(tmp_path):
@@ -125,3 +125,14 @@ def test_stop_reasons_flag_a_run_capped_while_still_improving(tmp_path):
     assert set(curves["model"]) == {"waveform", "spectrogram"} and len(curves) == 27
     figure = scaling.plot_learning_curves(curves)
     assert len(figure.axes) >= 2
+
+
+def test_an_empty_store_gives_empty_tables_and_a_plain_statement(tmp_path):
+    runs = results.load_runs(tmp_path)
+    draws = scaling.cell_draws(runs, scaling.resample_runs(runs, tmp_path, samples=10))
+    cells, pairs = scaling.cell_table(runs, draws), scaling.paired_differences(draws)
+    slopes, crossings = scaling.scaling_fits(draws)
+    records = scaling.training_records(runs, tmp_path)
+    assert cells.empty and pairs.empty and slopes.empty and crossings.empty and records.empty
+    assert scaling.facts(cells, pairs, slopes, crossings, records) == ""
+    assert len(scaling.plot_learning_curves(scaling.learning_curves(runs, tmp_path)).axes) == 1
