@@ -101,7 +101,7 @@ def grid_for_preset(preset: str) -> Path:
     path = GRIDS_DIR / f"{preset}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no grid file {path} for preset {preset!r}; grids: {', '.join(known)}")
+        raise FileNotFoundError(f"no grid file {path} for preset {preset!r} — use a preset with a grid: {', '.join(known)}")
     return path
 
 
@@ -124,7 +124,7 @@ def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
     """
     path = resolve_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file {path} does not exist")
+        raise FileNotFoundError(f"grid file {path} does not exist — give a grid such as grids/default.yaml")
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = set(spec) - {"notebook", "preset", "jobs", "overrides", "grid", "reports", "outputs"}
     if unknown or "grid" not in spec or "notebook" not in spec:

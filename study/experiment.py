@@ -25,6 +25,7 @@ from study.config import EvalConfig, RunConfig, add_config_arguments, config_fro
 from study.data.patches import seconds_to_samples
 from study.device import (DistInfo, amp_enabled, barrier, resolve_device, seed_everything, setup_distributed,
                           teardown_distributed)
+from study.errors import UserError
 from study.evaluate import SongSet, predict_clips, protocol
 from study.metrics import score_test_set
 from study.train import TrainResult, train
@@ -200,7 +201,7 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
         cfg = trained.with_overrides(**{name: getattr(cfg.eval, name) for name in EVAL_FIELDS})
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no trained checkpoint; run `study train` with the same settings first")
+        raise FileNotFoundError(f"{checkpoint}: no trained checkpoint — run `study train` with the same settings first")
     run_dir = results.run_path(results_dir, cfg.run_id)
     if results.is_complete(run_dir) and not force:
         print(f"{cfg.run_id}: complete in {run_dir}; skipped (--force re-scores it)")
@@ -249,8 +250,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     training_fields = [name for name in given if name not in EVAL_FIELDS]
     checkpoint = args.checkpoint
     if checkpoint and training_fields:
-        raise SystemExit(f"study evaluate --checkpoint keeps the checkpoint's training settings; only evaluation "
-                         f"fields ({', '.join(EVAL_FIELDS)}) may be given, not {', '.join(training_fields)}")
+        raise UserError(f"--checkpoint keeps the checkpoint's training settings, so {', '.join(training_fields)} "
+                        f"cannot be given — give only evaluation fields ({', '.join(EVAL_FIELDS)})")
     if checkpoint:  # the checkpoint's own config, with only the evaluation fields the user gave
         trained = RunConfig.from_dict(load_checkpoint(checkpoint)["config"])
         cfg = trained.with_overrides(**{name: getattr(args, name) for name in given})

@@ -19,7 +19,7 @@ READERS = {
 def load_collection(cfg: DataConfig) -> Collection:
     """Build the collection a run asks for, by dataset name."""
     if cfg.dataset not in READERS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {sorted(READERS)}")
+        raise ValueError(f"unknown dataset {cfg.dataset!r} — use one of {', '.join(sorted(READERS))}")
     module_name, function = READERS[cfg.dataset].split(":")
     collection = getattr(importlib.import_module(module_name), function)(cfg)
     print(collection.summary())

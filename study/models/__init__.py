@@ -36,7 +36,7 @@ MODELS: dict[str, Builder] = {
 def build_model(model_cfg: ModelConfig, *, n_tags: int, audio_cfg: AudioConfig = AudioConfig()) -> Tagger:
     """The network named by ``model_cfg.model``, with ``n_tags`` outputs (logits)."""
     if model_cfg.model not in MODELS:
-        raise ValueError(f"unknown model {model_cfg.model!r}; expected one of {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {model_cfg.model!r} — use one of {', '.join(MODELS)}")
     if n_tags < 1:
         raise ValueError(f"n_tags must be at least 1, got {n_tags}")
     return MODELS[model_cfg.model](model_cfg, n_tags=n_tags, audio_cfg=audio_cfg)
