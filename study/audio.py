@@ -158,11 +158,8 @@ def _sniff(head: bytes) -> tuple[str | None, bool]:
 
 def _describe_head(head: bytes) -> str:
     """What a file's first bytes look like, for a 'not an audio file' message."""
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text.strip() and "\x00" not in text:
+    text = head.decode("utf-8", "replace").rstrip("\ufffd")  # the head may end inside a character
+    if text.strip() and all(char.isprintable() or char in "\t\n\r" for char in text):
         first = text.strip().splitlines()[0][:40]
         return f"it is text, beginning {first!r}"
     return f"unknown format, beginning {head[:8].hex(' ')}"
