@@ -262,7 +262,7 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
     return NotebookRun(output, retries + 1, error, time.monotonic() - start)
 
 
-# Metadata that changes on every execution without the notebook changing: papermill's and Jupyter's clocks.
+# What changes on every execution of an unchanged notebook: papermill's and Jupyter's clocks (and cell ids).
 VOLATILE_PAPERMILL = ("start_time", "end_time", "duration")
 
 
@@ -290,8 +290,11 @@ def replace_if_changed(executed: Path, output: Path) -> bool:
 
 
 def _without_clocks(notebook) -> str:
-    """The notebook as JSON without execution timestamps and durations."""
+    """The notebook as JSON without execution timestamps, durations and cell ids (papermill draws a new
+    random id for the cell it injects the parameters in)."""
     notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        cell.pop("id", None)
     for metadata in [notebook.metadata, *(cell.metadata for cell in notebook.cells)]:
         metadata.pop("execution", None)  # Jupyter's per-cell timestamps
         for name in VOLATILE_PAPERMILL:
