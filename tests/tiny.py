@@ -102,10 +102,10 @@ TINY_TRAIN = TrainConfig(seed=3, batch_size=8, learning_rate=0.03, max_epochs=4,
 
 
 def run_tiny(checkpoint_dir: Path, cfg: TrainConfig = TINY_TRAIN, *, model: nn.Module | None = None, data=None,
-             **kwargs):
+             log=lambda line: None, **kwargs):
     cache, train_ids, train_labels, valid_ids, valid_labels = data or tiny_data()
     patches = RandomPatches(cache, train_ids, train_labels, patch_samples=PATCH_SAMPLES, seed=cfg.seed)
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=PATCH_SAMPLES,
                     hop_samples=PATCH_SAMPLES)
     return train(model or tiny_model(), patches, valid=valid, cfg=cfg, checkpoint_dir=checkpoint_dir, tags=TAGS,
-                 is_regression=REGRESSION, progress=False, log=lambda line: None, **kwargs)
+                 is_regression=REGRESSION, progress=False, log=log, **kwargs)
