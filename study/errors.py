@@ -3,9 +3,9 @@
 A user's mistake (an unknown name, a missing folder, a value of the wrong type) is reported by
 the ``study`` command as one line, ``study <command>: error: <what> — <what to do>``, with exit
 status 2; a bug keeps its traceback.  Validation raises :class:`UserError`, or a ``ValueError`` /
-``FileNotFoundError`` with a message from the package's own code: by the house rule that asserts
-guard invariants and exceptions raised on purpose carry a message for the user, those are the
-user's to fix, while the same types raised inside a library (numpy, torch) are bugs.
+``FileNotFoundError`` with a message from the package's own code.  The package raises those only on
+purpose, with a message for the user (asserts guard its invariants), so they are the user's to
+fix; the same types raised inside a library (numpy, torch) are bugs.
 """
 from __future__ import annotations
 
