@@ -25,11 +25,14 @@ machine paths stay out of the grid files.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import itertools
+import json
 import os
 import queue
 import re
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -103,7 +106,7 @@ def grid_for_preset(preset: str) -> Path:
     path = GRIDS_DIR / f"{preset}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no grid file {path} for preset {preset!r}; grids: {', '.join(known)}")
+        raise FileNotFoundError(f"no grid file {path} for preset {preset!r} — use a preset with a grid: {', '.join(known)}")
     return path
 
 
@@ -122,7 +125,7 @@ def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
     """
     path = resolve_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file {path} does not exist")
+        raise FileNotFoundError(f"grid file {path} does not exist — give a grid such as grids/default.yaml")
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = set(spec) - {"notebook", "preset", "jobs", "overrides", "grid", "reports", "outputs"}
     if unknown or "grid" not in spec or "notebook" not in spec:
@@ -242,7 +245,11 @@ class NotebookRun:
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], *,
                      retries: int = 0, cwd: str | Path | None = None) -> NotebookRun:
-    """Run one notebook with papermill, up to ``1 + retries`` times; the last error is returned, not raised."""
+    """Run one notebook with papermill, up to ``1 + retries`` times; the last error is returned, not raised.
+
+    The executed copy replaces ``output`` only when it differs in more than timestamps and
+    durations, so rerunning a finished study leaves the committed notebooks (and git) untouched.
+    """
     import papermill
 
     output = Path(output)
@@ -250,13 +257,59 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
     start = time.monotonic()
     error = None
     for attempt in range(1, retries + 2):
+        handle, executed = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=".ipynb", dir=output.parent)
+        os.close(handle)
         try:
-            papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+            papermill.execute_notebook(str(notebook), executed, parameters=parameters, kernel_name=KERNEL,
                                        cwd=str(cwd or Path.cwd()), progress_bar=False)
-            return NotebookRun(output, attempt, None, time.monotonic() - start)
+            error = None
         except Exception as exc:  # a failed cell, a dead kernel: report it and retry
             error = _short_error(exc)
+        finally:
+            replace_if_changed(Path(executed), output)  # a failed run's notebook shows where it failed
+        if error is None:
+            return NotebookRun(output, attempt, None, time.monotonic() - start)
     return NotebookRun(output, retries + 1, error, time.monotonic() - start)
+
+
+# What changes on every execution of an unchanged notebook: papermill's and Jupyter's clocks (and cell ids).
+VOLATILE_PAPERMILL = ("start_time", "end_time", "duration")
+
+
+def replace_if_changed(executed: Path, output: Path) -> bool:
+    """Move the freshly ``executed`` notebook to ``output`` unless ``output`` holds the same notebook apart
+    from its execution times; return whether ``output`` was written.  ``executed`` is gone afterwards."""
+    import nbformat
+
+    try:
+        fresh = nbformat.read(executed, as_version=4)
+    except Exception:  # papermill died before writing a notebook: nothing to keep
+        executed.unlink(missing_ok=True)
+        return False
+    fresh.metadata.get("papermill", {})["output_path"] = str(output)  # papermill recorded the temporary name
+    try:
+        unchanged = _without_clocks(nbformat.read(output, as_version=4)) == _without_clocks(fresh)
+    except (OSError, ValueError):  # no earlier copy, or not a notebook
+        unchanged = False
+    if unchanged:
+        executed.unlink()
+        return False
+    nbformat.write(fresh, executed)
+    os.replace(executed, output)
+    return True
+
+
+def _without_clocks(notebook) -> str:
+    """The notebook as JSON without execution timestamps, durations and cell ids (papermill draws a new
+    random id for the cell it injects the parameters in)."""
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        cell.pop("id", None)
+    for metadata in [notebook.metadata, *(cell.metadata for cell in notebook.cells)]:
+        metadata.pop("execution", None)  # Jupyter's per-cell timestamps
+        for name in VOLATILE_PAPERMILL:
+            metadata.get("papermill", {}).pop(name, None)
+    return json.dumps(notebook, sort_keys=True)
 
 
 def _short_error(exc: Exception) -> str:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 from typing import Any, Mapping
 
+from study.errors import UserError
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -263,7 +265,7 @@ def preset_config(preset: str) -> RunConfig:
             train=TrainConfig(batch_size=32, max_epochs=200, patience=20, patch_seconds=15.0),
             eval=EvalConfig(eval_patch_seconds=15.0, eval_hop_seconds=15.0),
         )
-    raise ValueError(f"unknown preset {preset!r}; expected smoke, default or paper")
+    raise ValueError(f"unknown preset {preset!r} — use smoke, default or paper")
 
 
 # ---- what each field means, and configs from parameters -----------------------------------------
@@ -331,9 +333,9 @@ def add_run_arguments(parser) -> None:
 
 
 def config_from_args(args) -> RunConfig:
-    """The preset with every ``--<field>`` the user gave; a bad value exits with a one-line message."""
+    """The preset with every ``--<field>`` the user gave; a bad name or value is a UserError."""
     given = {name: getattr(args, name) for name in RunConfig.flat_fields() if getattr(args, name, None) is not None}
     try:
         return RunConfig.from_flat(args.preset, **given)
     except (TypeError, ValueError) as error:
-        raise SystemExit(f"study {getattr(args, 'command', '')}: {error}") from None
+        raise UserError(str(error)) from None

@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from study.data.patches import check_input_length, window_starts, windows
 from study.device import DistInfo, autocast, cudnn_benchmark_off, gather_to_all, keep_freed_memory
+from study.progress import progress_bar
 
 AGGREGATION = "mean"  # of the windows' sigmoid probabilities (§4)
 
@@ -142,7 +142,7 @@ def _predict(net: nn.Module, read: Callable[[str], np.ndarray], track_ids: Seque
     n_windows = np.zeros(len(track_ids), dtype=np.int64)
 
     def pieces() -> Iterator[tuple[int, np.ndarray]]:
-        for clip, track_id in enumerate(tqdm(track_ids, desc="predict", disable=not progress, leave=False)):
+        for clip, track_id in enumerate(progress_bar(track_ids, desc="predict", show=progress, leave=False)):
             inputs = clip_windows(read(track_id), patch_samples=patch_samples, hop_samples=hop_samples,
                                   whole_clip=whole_clip, min_samples=min_samples)
             n_windows[clip] = len(inputs)

@@ -30,6 +30,7 @@ from study.data.collection import Collection
 from study.data.patches import RandomPatches, eval_windows, patch_length
 from study.device import (DistInfo, amp_enabled, barrier, launch_info, resolve_device, seed_everything,
                           setup_distributed, teardown_distributed)
+from study.errors import UserError
 from study.evaluate import SongSet, predict_clips, protocol
 from study.paths import portable_path, resolve_path
 from study.pretrained import evaluate_pretrained
@@ -166,7 +167,7 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
         cfg = trained.with_overrides(**{name: given[name] for name in EVAL_FIELDS + EXECUTION_FIELDS})
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no trained checkpoint; run `study train` with the same settings first")
+        raise FileNotFoundError(f"{checkpoint}: no trained checkpoint — run `study train` with the same settings first")
     collection = data.load_collection(cfg.data)
     stored = reusable_run(results_dir, cfg.run_id, collection.manifest_hash(), force=force)
     if stored is not None:
@@ -209,9 +210,9 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     refused = [name for name in training_fields if name not in EXECUTION_FIELDS]
     if checkpoint and refused:
-        raise SystemExit(f"study evaluate --checkpoint keeps the checkpoint's training settings; only evaluation "
-                         f"fields ({', '.join(EVAL_FIELDS)}) and where to run ({', '.join(EXECUTION_FIELDS)}) may "
-                         f"be given, not {', '.join(refused)}")
+        raise UserError(f"--checkpoint keeps the checkpoint's training settings, so {', '.join(refused)} "
+                        f"cannot be given — give only evaluation fields ({', '.join(EVAL_FIELDS)}) and where to run "
+                        f"({', '.join(EXECUTION_FIELDS)})")
     if checkpoint:  # the checkpoint's own config, with only the evaluation fields the user gave
         trained = RunConfig.from_dict(load_checkpoint(checkpoint)["config"])
         cfg = trained.with_overrides(**{name: getattr(args, name) for name in given})

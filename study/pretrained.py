@@ -67,13 +67,13 @@ def musicnn_folder() -> Path:
     """The installed musicnn package's folder, found without importing (or running) any of its code."""
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations:
-        raise PretrainedNotInstalled(f"the pretrained musicnn models need the optional package musicnn; {INSTALL_HINT}")
+        raise PretrainedNotInstalled(f"the pretrained musicnn models need the optional package musicnn — {INSTALL_HINT}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
 def spec_of(name: str) -> PretrainedSpec:
     if name not in PRETRAINED:
-        raise ValueError(f"unknown pretrained model {name!r}; expected one of {', '.join(PRETRAINED)}")
+        raise ValueError(f"unknown pretrained model {name!r} — use one of {', '.join(PRETRAINED)}")
     return PRETRAINED[name]
 
 
@@ -117,7 +117,7 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torc
     package = musicnn_folder()
     folder = package / spec.folder
     if not (folder / ".index").is_file():
-        raise PretrainedNotInstalled(f"{folder}: the musicnn package has no {name} checkpoint; {INSTALL_HINT}")
+        raise PretrainedNotInstalled(f"{folder}: the musicnn package has no {name} checkpoint — {INSTALL_HINT}")
     tags = read_labels(package / "configuration.py", spec.labels)
     cfg = run_config(name)
     model = BUILDERS[spec.model](cfg.model, n_tags=len(tags), audio_cfg=cfg.audio)

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
 from study.config import RunConfig, TrainConfig
@@ -43,6 +42,7 @@ from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_fr
 from study.evaluate import SongSet, predict_clips
 from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
 from study.models import count_params
+from study.progress import progress_bar
 
 LOSSES = ("auto", "bce", "mse", "per_kind")
 STOP_REASONS = ("early stopping", "epoch cap", "interrupted")
@@ -382,7 +382,7 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     accumulate = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     loss_sum = torch.zeros((), dtype=accumulate, device=device)  # sum of loss x patches, kept on device
     patches = 0
-    bar = tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
+    bar = progress_bar(loader, desc=desc, show=show, leave=False, dynamic_ncols=True)
     for step, (waveform, target) in enumerate(bar):
         waveform = waveform.to(device, dtype=torch.float32, non_blocking=True)  # (B, samples)
         target = target.to(device, dtype=torch.float32, non_blocking=True)  # (B, tags)

@@ -97,11 +97,13 @@ def test_load_audio_resamples_to_another_rate(tmp_path: Path) -> None:
     assert dominant_frequency(audio, 8_000) == pytest.approx(300.0, abs=2.0)
 
 
-@pytest.mark.parametrize("name, content", [("broken.mp3", b"not audio at all" * 64), ("broken.wav", b"RIFF\0\0" + b"x" * 400)])
-def test_corrupt_file_raises_audio_error_naming_the_path(tmp_path: Path, name: str, content: bytes) -> None:
+@pytest.mark.parametrize("name, content, problem", [("broken.mp3", b"not audio at all" * 64, "not an audio file"),
+                                                    ("broken.wav", b"RIFF\0\0" + b"x" * 400, "damaged WAV file")])
+def test_corrupt_file_raises_audio_error_naming_the_path(tmp_path: Path, name: str, content: bytes,
+                                                         problem: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(AudioError, match="cannot decode") as error:
+    with pytest.raises(AudioError, match=problem) as error:
         load_audio(path)
     assert str(path) in str(error.value)
 

@@ -437,7 +437,7 @@ def test_the_train_command_takes_every_config_field(tmp_path):
     cfg = config_from_args(args)
     assert cfg.train.learning_rate == 0.01 and cfg.eval.whole_clip is True
     assert cfg.model.model == "waveform" and cfg.data.train_size == 40 and cfg.name == "smoke"
-    with pytest.raises(SystemExit, match="train_size"):
+    with pytest.raises(ValueError, match="train_size"):  # a UserError: one line from `study`
         config_from_args(parser.parse_args(["train", "--train_size", "many"]))
     default_rate = preset_config("default").train.learning_rate  # an omitted field keeps the preset's value
     assert math.isclose(config_from_args(parser.parse_args(["evaluate"])).train.learning_rate, default_rate)

@@ -101,7 +101,7 @@ TINY_TRAIN = TrainConfig(seed=3, batch_size=8, learning_rate=0.03, max_epochs=4,
 
 
 def run_tiny(checkpoint_dir: Path, cfg: TrainConfig | RunConfig = TINY_TRAIN, *, model: nn.Module | None = None,
-             data=None, **kwargs):
+             data=None, log=lambda line: None, **kwargs):
     """Train the tiny tagger; ``cfg`` is the run's whole config or only its training section."""
     config = cfg if isinstance(cfg, RunConfig) else RunConfig(train=cfg)
     cache, train_ids, train_labels, valid_ids, valid_labels = data or tiny_data()
@@ -109,4 +109,4 @@ def run_tiny(checkpoint_dir: Path, cfg: TrainConfig | RunConfig = TINY_TRAIN, *,
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=valid_labels, patch_samples=PATCH_SAMPLES,
                     hop_samples=PATCH_SAMPLES)
     return train(model or tiny_model(), patches, valid=valid, config=config, checkpoint_dir=checkpoint_dir, tags=TAGS,
-                 is_regression=REGRESSION, progress=False, log=lambda line: None, **kwargs)
+                 is_regression=REGRESSION, progress=False, log=log, **kwargs)

@@ -22,7 +22,7 @@ READERS = {
 def load_collection(cfg: DataConfig) -> Collection:
     """Build the collection a run asks for, by dataset name (reads label files; decodes no audio)."""
     if cfg.dataset not in READERS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {sorted(READERS)}")
+        raise ValueError(f"unknown dataset {cfg.dataset!r} — use one of {', '.join(sorted(READERS))}")
     collection = READERS[cfg.dataset](cfg)
     print(collection.summary())
     return collection

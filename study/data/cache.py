@@ -37,6 +37,7 @@ from tqdm import tqdm
 from study.config import DataConfig, RunConfig
 from study.data.collection import Collection
 from study.paths import resolve_path
+from study.progress import progress_bar
 
 FORMAT_VERSION = 1
 LOADER_SAMPLE_RATE = 16000  # Collection loaders return 16 kHz audio (docs/paper-details.md, "Input representation")
@@ -324,8 +325,8 @@ def _decode_into(writer: "_ChunkWriter", collection: Collection, todo: list[str]
     decoder = _Decoder(collection.loader, settings["sample_rate"], settings["dtype"])
     jobs = ((track_id, collection.tracks.loc[track_id]) for track_id in todo)
     done = len(collection) - len(todo)
-    bar = tqdm(total=len(collection), initial=done, disable=not progress, unit="track",
-               desc=f"caching {collection.name}", file=sys.stderr)
+    bar = progress_bar(total=len(collection), initial=done, show=progress, unit="track",
+                       desc=f"caching {collection.name}")
     paths = collection.tracks["path"] if "path" in collection.tracks else pd.Series("", index=collection.tracks.index)
     results = _decoded(decoder, jobs, min(workers, len(todo)))
     try:

@@ -56,10 +56,11 @@ class FileLoader:
 def require_root(data_root: str, dataset: str, expected: str) -> Path:
     """The dataset folder, or an error that says what should be in it."""
     if not data_root:
-        raise ValueError(f"dataset {dataset!r} needs data_root: the folder holding {expected}")
+        raise ValueError(f"dataset {dataset!r} needs data_root — give --data_root, the folder holding {expected}")
     root = resolve_path(data_root).resolve()  # a relative data_root starts at the repository root (study.paths)
     if not root.exists():
-        raise FileNotFoundError(f"{dataset}: data_root {root} does not exist; expected a folder holding {expected}")
+        raise FileNotFoundError(f"{dataset}: data_root {root} does not exist — give --data_root the folder holding "
+                                f"{expected}")
     return root
 
 

@@ -185,7 +185,7 @@ def load_msd(cfg: DataConfig, *, lee_train_size: int = LEE_TRAIN_SIZE) -> Collec
     root = require_root(cfg.data_root, "msd", EXPECTED)
     convention = cfg.split_convention or detect_convention(root)
     if convention not in CONVENTIONS:
-        raise ValueError(f"msd: unknown split_convention {convention!r}; expected one of {CONVENTIONS}")
+        raise ValueError(f"msd: unknown split_convention {convention!r} — use one of {', '.join(CONVENTIONS)}")
     if convention == "lee":
         ids, splits, labels, details = _lee(root, lee_train_size)
     else:

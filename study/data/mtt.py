@@ -265,7 +265,7 @@ def load_mtt(cfg: DataConfig) -> Collection:
     root = require_root(cfg.data_root, "mtt", EXPECTED)
     convention = cfg.split_convention or detect_convention(root)
     if convention not in CONVENTIONS:
-        raise ValueError(f"mtt: unknown split_convention {convention!r}; expected one of {CONVENTIONS}")
+        raise ValueError(f"mtt: unknown split_convention {convention!r} — use one of {', '.join(CONVENTIONS)}")
     if convention == "musicnn":
         tracks, tags, labels, details = _musicnn(root)
     elif convention == "sota":

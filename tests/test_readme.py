@@ -1,0 +1,132 @@
+"""Every command the README shows runs as written in a fresh clone.
+
+The commands are read out of the README's ``bash`` blocks and its inline code; the cheap ones run
+here through ``study``'s own entry point, in a folder holding the ``song.mp3`` and ``my-music/``
+the examples name.  The others are listed in NOT_RUN with the reason, so that a new command in
+the README fails this test until it is run or given one.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from study.cli import main
+from study.config import RunConfig
+from study.experiment import checkpoint_dir
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+# how a command starts, in a code block or inline; `.venv/bin/study` and `python -m study` are `study`
+COMMAND = re.compile(r"^(study|\.venv/bin/study|python -m study|python|make|torchrun|conda|pip|[A-Z_]+=\S+)( |$)")
+STUDY = re.compile(r"^(\.venv/bin/study|python -m study)(?= |$)")
+
+NOT_RUN = {
+    "make study": "the whole default study: minutes to skip its committed runs, 17 to redo them",
+    "make study TORCH_SPEC=torch": "installs torch's CUDA build from the network",
+    "make test": "this test suite",
+    "make smoke": "trains the smoke study (two minutes); tests/test_batch.py runs it end to end",
+    "conda env create -f environment.yml": "installs packages from the network",
+    "pip install -e . --no-deps": "installs this package",
+    "study": "the executable's name in prose, not a command",
+    "make": "the tool's name in prose, not a command",
+    "study train": "the command's name in prose; its examples are listed here",
+    "study tag": "the command's name in prose; its examples are listed here",
+    "study run --results-dir my-results --figures-dir my-figures": "retrains the whole default study (17 minutes)",
+    "study train --preset default --model waveform --train_size 300 --seed 1":
+        "trains a model for minutes unless results/runs already holds this run",
+    "study evaluate --preset default --model waveform --train_size 300 --seed 1 --whole_clip true":
+        "scores the checkpoint that the `study train` line writes (cache/ is not part of a clone)",
+    "study gbt --preset default": "fits the GBT baseline for minutes unless results/runs already holds its run",
+    "study batch grids/default.yaml --jobs 2": "the default grid, then its report notebooks (minutes)",
+    "study run --preset smoke": "trains the smoke study (two minutes); tests/test_batch.py runs it end to end",
+    "study report": "executes the report notebooks (a minute); tests/test_batch.py runs them",
+    "MTT_ROOT=/data/mtt study batch grids/mtt.yaml": "needs a copy of MagnaTagATune",
+    "study tag song.mp3 --checkpoint cache/default/checkpoints/<run-id>/best.pt --top-k 5":
+        "needs a checkpoint written by `study train`; test_the_checkpoint_path_is_where_study_train_writes checks it",
+    "torchrun --nproc_per_node 4 -m study train --preset paper": "the paper's configuration on four GPUs",
+    "python benchmarks/bench_{corpus,cache,train,pretrained}.py": "benchmarks (minutes each)",
+}
+
+
+def readme_commands() -> list[str]:
+    """Commands in ``bash`` blocks (one a line, comments dropped) and in inline code, in order, once each."""
+    text = README.read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        commands += [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    commands += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
+    commands = [STUDY.sub("study", command) for command in commands if COMMAND.match(command)]
+    return list(dict.fromkeys(commands))
+
+
+COMMANDS = readme_commands()
+RUN = [command for command in COMMANDS if command not in NOT_RUN]
+
+
+def test_every_readme_command_is_run_here_or_listed_with_a_reason():
+    assert len(COMMANDS) > 10, "the README's commands were not found"
+    assert [command for command in RUN if not command.startswith("study ")] == []
+    assert sorted(set(NOT_RUN) - set(COMMANDS)) == [], "NOT_RUN lists commands the README no longer shows"
+
+
+def test_the_tagging_section_leads_with_a_pretrained_tagger():
+    tagging = [command for command in COMMANDS if command.startswith("study tag ")]
+    assert tagging and "--pretrained" in tagging[0]
+
+
+def test_the_checkpoint_path_is_where_study_train_writes():
+    """The README's `--checkpoint cache/<preset>/checkpoints/<run-id>/best.pt` is study train's layout."""
+    for command in COMMANDS:
+        if "--checkpoint" in command:
+            path = shlex.split(command)[shlex.split(command).index("--checkpoint") + 1]
+            cfg = RunConfig.from_flat("default")
+            expected = checkpoint_dir(cfg).relative_to(REPO) / "best.pt"
+            assert path == str(expected).replace(cfg.run_id, "<run-id>")
+
+
+@pytest.fixture
+def fresh_folder(tmp_path, monkeypatch):
+    """A working folder with the audio the examples name: song.mp3 and my-music/ (a file in a sub-folder)."""
+    seconds = np.arange(7 * 16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 330 * seconds) * (1 + np.sin(2 * np.pi * 2 * seconds))).astype(np.float32)
+    soundfile.write(tmp_path / "song.mp3", tone, 16000, format="MP3")
+    (tmp_path / "my-music" / "live").mkdir(parents=True)
+    soundfile.write(tmp_path / "my-music" / "a.wav", tone, 16000)
+    soundfile.write(tmp_path / "my-music" / "live" / "b.flac", tone[::-1].copy(), 16000)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", RUN)
+def test_readme_command_runs_as_written(command, fresh_folder, capsys):
+    if "--pretrained" in command and importlib.util.find_spec("musicnn") is None:
+        pytest.skip("the musicnn weights are not installed (pip install --no-deps musicnn)")
+    try:
+        status = main(shlex.split(command)[1:])
+    except SystemExit as exit_:  # --help
+        status = exit_.code
+    out, err = capsys.readouterr()
+    assert status == 0, f"{command}\n{err}"
+    if "--format json" in command:
+        assert all(result["tags"] for result in json.loads(out))
+    if "--output tags.csv" in command:
+        table = pd.read_csv(fresh_folder / "tags.csv")
+        assert sorted(set(table["path"])) == ["my-music/a.wav", "my-music/live/b.flac"]
+        assert "my-music/: 2 audio files" in err
+
+
+def test_the_study_command_starts_in_a_fresh_process():
+    done = subprocess.run([sys.executable, "-m", "study", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "tag" in done.stdout
