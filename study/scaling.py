@@ -70,8 +70,11 @@ def _cell_draws(run_ids: Sequence[str], resampled: dict[str, dict[str, np.ndarra
     return np.concatenate([[np.nanmean(values[:, 0])], resampled_means])
 
 
-def _cells(runs: pd.DataFrame) -> dict[tuple[str, int], list[str]]:
-    return {(model, int(size)): list(group["run_id"]) for (model, size), group in runs.groupby(["model", "train_size"])}
+CELL = ("model", "train_size")  # what makes a cell of the data-scale study; the loss ablation adds "loss"
+
+
+def _cells(runs: pd.DataFrame, by: Sequence[str] = CELL) -> dict[tuple, list[str]]:
+    return {tuple(key): list(group["run_id"]) for key, group in runs.groupby(list(by))}
 
 
 def _interval(draws: np.ndarray, confidence: float, observed: float) -> tuple[float, float]:
@@ -91,23 +94,24 @@ def _percentile_range(values: np.ndarray, confidence: float) -> tuple[float, flo
     return float(low), float(high)
 
 
-def cell_draws(runs: pd.DataFrame, resampled: dict[str, dict[str, np.ndarray]], *,
-               seed: int = 0) -> dict[tuple[str, int], dict[str, np.ndarray]]:
-    """(model, size) -> {metric: (1 + samples,)} cell means; one random stream, so reruns are identical."""
+def cell_draws(runs: pd.DataFrame, resampled: dict[str, dict[str, np.ndarray]], *, by: Sequence[str] = CELL,
+               seed: int = 0) -> dict[tuple, dict[str, np.ndarray]]:
+    """Cell (its ``by`` values, e.g. (model, size)) -> {metric: (1 + samples,)} means over its seeds;
+    one random stream, so reruns are identical."""
     rng = np.random.default_rng(seed)
     return {cell: {metric: _cell_draws(ids, resampled, metric, rng) for metric in METRICS}
-            for cell, ids in sorted(_cells(runs).items())}
+            for cell, ids in sorted(_cells(runs, by).items())}
 
 
 # ---- the tables ------------------------------------------------------------------------------------------
-def cell_table(runs: pd.DataFrame, draws: dict[tuple[str, int], dict[str, np.ndarray]], *,
+def cell_table(runs: pd.DataFrame, draws: dict[tuple, dict[str, np.ndarray]], *, by: Sequence[str] = CELL,
                confidence: float = 0.95) -> pd.DataFrame:
-    """Per (model, size): runs, and each metric's mean over seeds with its clip-and-seed interval."""
-    counts = runs.groupby(["model", "train_size"]).size()
-    columns = ["model", "train_size", "n_runs"] + [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")]
+    """Per cell: its ``by`` values, runs, and each metric's mean over seeds with its clip-and-seed interval."""
+    counts = runs.groupby(list(by)).size()
+    columns = [*by, "n_runs"] + [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")]
     rows = []
-    for (model, size), values in draws.items():
-        row = {"model": model, "train_size": size, "n_runs": int(counts[(model, size)])}
+    for cell, values in draws.items():
+        row = {**dict(zip(by, cell)), "n_runs": int(counts[cell if len(cell) > 1 else cell[0]])}
         for metric, draw in values.items():
             row[metric] = draw[0]
             row[f"{metric}_lo"], row[f"{metric}_hi"] = _interval(draw[1:], confidence, draw[0])
@@ -115,12 +119,28 @@ def cell_table(runs: pd.DataFrame, draws: dict[tuple[str, int], dict[str, np.nda
     return pd.DataFrame(rows, columns=columns)
 
 
-def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, pairs=PAIRS,
-                       confidence: float = 0.95) -> pd.DataFrame:
-    """Per size and pair (a, b) present at that size: a - b for each metric, interval and two-sided p.
+def difference(draws: dict[tuple, dict[str, np.ndarray]], first: tuple, second: tuple, metric: str, *,
+               confidence: float = 0.95) -> dict[str, float] | None:
+    """Cell ``first`` minus cell ``second`` on the same resamples: difference, interval, two-sided p.
 
     The p-value tests "no difference" by centring the resampled differences on zero:
     p = (1 + #{|d* - d| >= |d|}) / (1 + resamples), d the difference on the test set itself.
+    None when either is undefined.
+    """
+    values = draws[first][metric] - draws[second][metric]
+    observed, resampled = values[0], values[1:]
+    finite = resampled[np.isfinite(resampled)]
+    if not np.isfinite(observed) or not len(finite):
+        return None
+    p = (1 + np.sum(np.abs(finite - observed) >= abs(observed))) / (1 + len(finite))
+    low, high = _interval(resampled, confidence, observed)
+    return {"difference": float(observed), "difference_lo": low, "difference_hi": high, "p": float(p)}
+
+
+def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, pairs=PAIRS,
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Per size and pair (a, b) of models present at that size: a - b for each metric (:func:`difference`).
+
     For √MSE a negative difference favours a (lower is better).
     """
     rows = []
@@ -130,17 +150,32 @@ def paired_differences(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, p
             if (first, size) not in draws or (second, size) not in draws:
                 continue
             for metric in METRICS:
-                difference = draws[(first, size)][metric] - draws[(second, size)][metric]
-                observed, resampled = difference[0], difference[1:]
-                finite = resampled[np.isfinite(resampled)]
-                if not np.isfinite(observed) or not len(finite):
-                    continue
-                p = (1 + np.sum(np.abs(finite - observed) >= abs(observed))) / (1 + len(finite))
-                low, high = _interval(resampled, confidence, observed)
-                rows.append({"train_size": size, "a": first, "b": second, "metric": metric,
-                             "difference": observed, "difference_lo": low, "difference_hi": high, "p": float(p)})
+                found = difference(draws, (first, size), (second, size), metric, confidence=confidence)
+                if found is not None:
+                    rows.append({"train_size": size, "a": first, "b": second, "metric": metric, **found})
     return pd.DataFrame(rows, columns=["train_size", "a", "b", "metric", "difference", "difference_lo",
                                        "difference_hi", "p"])
+
+
+def contrasts(draws: dict[tuple, dict[str, np.ndarray]], *, by: Sequence[str], vary: str,
+              confidence: float = 0.95) -> pd.DataFrame:
+    """Every pair of values of ``vary`` compared within each cell of the other ``by`` fields, e.g. the
+    losses compared per model: those fields, ``a``, ``b``, metric, a - b with interval and p (:func:`difference`)."""
+    position = list(by).index(vary)
+    fixed = [name for name in by if name != vary]
+    groups: dict[tuple, list[tuple]] = {}
+    for cell in draws:
+        groups.setdefault(tuple(v for i, v in enumerate(cell) if i != position), []).append(cell)
+    rows = []
+    for rest, cells in sorted(groups.items()):
+        for i, first in enumerate(cells):
+            for second in cells[i + 1:]:
+                for metric in METRICS:
+                    found = difference(draws, first, second, metric, confidence=confidence)
+                    if found is not None:
+                        rows.append({**dict(zip(fixed, rest)), "a": first[position], "b": second[position],
+                                     "metric": metric, **found})
+    return pd.DataFrame(rows, columns=[*fixed, "a", "b", "metric", "difference", "difference_lo", "difference_hi", "p"])
 
 
 def _line(sizes: np.ndarray, values: np.ndarray) -> tuple[float, float]:
@@ -323,6 +358,6 @@ def capped_runs(records: pd.DataFrame) -> list[str]:
     return list(records.loc[records["capped_while_improving"], "run_id"])
 
 
-__all__ = ["BASELINE", "FRONT_ENDS", "PAIRS", "capped_runs", "facts", "cell_draws", "cell_table", "learning_curves",
+__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves",
            "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
            "training_records"]

@@ -55,6 +55,14 @@ NOT_RUN = {
         "needs a checkpoint written by `study train`; test_the_checkpoint_path_is_where_study_train_writes checks it",
     "torchrun --nproc_per_node 4 -m study train --preset paper": "the paper's configuration on four GPUs",
     "python benchmarks/bench_{corpus,cache,train,pretrained}.py": "benchmarks (minutes each)",
+    "python tools/experiment_parameters.py": "rewrites a notebook's parameters cell; tests/test_notebooks.py checks it",
+    "study cache --preset paper": "decodes the paper preset's 100,000-clip corpus (hours)",
+    "study cache": "the command's name in prose; `study cache --preset paper` is its example",
+    "study batch grids/paper.yaml --jobs N": "the paper's configuration on N GPUs",
+    "study evaluate --checkpoint cache/default/checkpoints/<run-id>/best.pt --device cpu":
+        "needs a checkpoint written by `study train`",
+    "torchrun": "the launcher's name in prose",
+    "python benchmarks/gpu_check.py": "needs a GPU machine",
 }
 
 

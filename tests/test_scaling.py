@@ -136,3 +136,15 @@ def test_an_empty_store_gives_empty_tables_and_a_plain_statement(tmp_path):
     assert cells.empty and pairs.empty and slopes.empty and crossings.empty and records.empty
     assert scaling.facts(cells, pairs, slopes, crossings, records) == ""
     assert len(scaling.plot_learning_curves(scaling.learning_curves(runs, tmp_path)).axes) == 1
+
+
+def test_contrasts_compare_every_pair_of_one_field_within_the_others(study):
+    folder, runs, _ = study
+    networks = runs[runs["model"] != "gbt"]
+    draws = scaling.cell_draws(networks, scaling.resample_runs(networks, folder, samples=100), by=("model", "train_size"))
+    table = scaling.contrasts(draws, by=("model", "train_size"), vary="train_size")
+    waveform = table[(table["model"] == "waveform") & (table["metric"] == "roc_auc")].set_index(["a", "b"])
+    assert len(waveform) == 3  # 100-1000, 100-10000, 1000-10000
+    assert waveform.loc[(100, 10000), "difference"] < 0 and waveform.loc[(100, 10000), "difference_hi"] < 0
+    cells = scaling.cell_table(networks, draws, by=("model", "train_size"))
+    assert list(cells.columns[:3]) == ["model", "train_size", "n_runs"]

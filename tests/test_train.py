@@ -421,8 +421,8 @@ def test_run_experiment_trains_tests_and_writes_a_complete_run(tmp_path, tiny_st
                        "--eval_hop_seconds", str(PATCH_SAMPLES / 32000), "--results-dir",
                        str(tmp_path / "results")]) == 0  # the device is where it runs, not what it computes
     assert len(load_runs(tmp_path / "results")) == 3
-    with pytest.raises(SystemExit, match="not learning_rate"):
-        study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--learning_rate", "0.1"])
+    assert study_main(["evaluate", "--checkpoint", str(checkpoint_dir(cfg) / BEST), "--learning_rate", "0.1"]) == 2
+    assert "so learning_rate cannot be given" in capsys.readouterr().err
 
 
 def test_the_train_command_takes_every_config_field(tmp_path):

@@ -39,10 +39,10 @@ MODEL_NAMES = (*MODELS, GBT)  # every model a config may name
 def check_model_name(name: str, *, network: bool = False) -> None:
     """Refuse a name the registry does not know, or (``network``) the GBT where a network is needed."""
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r} — use one of {', '.join(MODEL_NAMES)}")
     if network and name == GBT:
-        raise ValueError(f"model {GBT!r} is Table 1's baseline of descriptors and trees, not a network: "
-                         f"fit it with `study gbt` (or as a point of a grid), not `study train` or `study evaluate`")
+        raise ValueError(f"model {GBT!r} is Table 1's baseline of descriptors and trees, not a network — fit it with "
+                         f"`study gbt` (or as a point of a grid), not `study train` or `study evaluate`")
 
 
 def build_model(model_cfg: ModelConfig, *, n_tags: int, audio_cfg: AudioConfig = AudioConfig()) -> Tagger:
