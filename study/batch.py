@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import itertools
 import json
 import os
@@ -40,11 +39,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from study.config import DataConfig, RunConfig, config_from_parameters, field_comments
 from study.data import READERS, Collection, load_collection
 from study.data.cache import ensure_cache
+from study.estimate import estimate
 from study.experiment import run_experiment
 from study.gbt import run_gbt
 from study.models import GBT, MODEL_NAMES
@@ -209,16 +210,12 @@ def run_configuration(cfg: RunConfig, *, results_dir: str | Path = "results") ->
     return run_experiment(cfg, results_dir=results_dir)
 
 
-def _shared_data(cfg: RunConfig) -> DataConfig:
-    return dataclasses.replace(cfg.data, train_size=0)  # every training size is a subset of one collection
-
-
 def load_collections(configs: list[RunConfig]) -> dict[DataConfig, Collection]:
     """Each distinct collection of ``configs``, read once (label files only; no audio is decoded)."""
     collections: dict[DataConfig, Collection] = {}
     for cfg in configs:
-        if _shared_data(cfg) not in collections:
-            collections[_shared_data(cfg)] = load_collection(_shared_data(cfg))
+        if cfg.data.whole() not in collections:
+            collections[cfg.data.whole()] = load_collection(cfg.data.whole())
     return collections
 
 
@@ -228,10 +225,10 @@ def prepare_data(configs: list[RunConfig], *, collections: dict[DataConfig, Coll
     collections = collections or load_collections(configs)
     seen: set[tuple] = set()
     for cfg in configs:
-        if (_shared_data(cfg), cfg.audio.sample_rate) in seen:
+        if (cfg.data.whole(), cfg.audio.sample_rate) in seen:
             continue
-        seen.add((_shared_data(cfg), cfg.audio.sample_rate))
-        ensure_cache(collections[_shared_data(cfg)], cfg)
+        seen.add((cfg.data.whole(), cfg.audio.sample_rate))
+        ensure_cache(collections[cfg.data.whole()], cfg)
 
 
 # ---- executing notebooks ---------------------------------------------------------------------
@@ -387,7 +384,7 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
     collections = load_collections(grid.configs())
     todo = []
     for point, cfg in zip(grid.points, grid.configs()):
-        manifest_hash = collections[_shared_data(cfg)].manifest_hash()
+        manifest_hash = collections[cfg.data.whole()].manifest_hash()
         if reusable_run(results_dir, cfg.run_id, manifest_hash, announce=False) is not None:
             summary.skipped.append(cfg.run_id)
             continue
@@ -470,10 +467,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     batch = subparsers.add_parser("batch", help="run a grid of configurations through the experiment notebook")
     batch.add_argument("grid", help="grid YAML, e.g. grids/default.yaml")
     batch.add_argument("--no-report", action="store_true", help="skip the report notebooks")
+    batch.add_argument("--dry-run", action="store_true",
+                       help="run nothing: print each point, whether it is stored, and the estimated wall time here")
     running(batch)
-    batch.set_defaults(func=lambda args: _exit(run_batch(args.grid, results_dir=args.results_dir,
-                                                         figures_dir=args.figures_dir, jobs=args.jobs,
-                                                         retries=args.retries, report=not args.no_report)))
+    batch.set_defaults(func=lambda args: dry_run(args.grid, results_dir=args.results_dir, jobs=args.jobs)
+                       if args.dry_run else _exit(run_batch(args.grid, results_dir=args.results_dir,
+                                                            figures_dir=args.figures_dir, jobs=args.jobs,
+                                                            retries=args.retries, report=not args.no_report)))
 
     report = subparsers.add_parser("report", help="regenerate tables and figures from the runs in the results store")
     report.add_argument("grid", nargs="?", help="grid YAML whose reports to run (default: grids/<preset>.yaml)")
@@ -489,6 +489,29 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=lambda args: _exit(run_batch(grid_for_preset(args.preset), results_dir=args.results_dir,
                                                        figures_dir=args.figures_dir, jobs=args.jobs,
                                                        retries=args.retries)))
+
+
+def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", jobs: int | None = None) -> int:
+    """Print the grid's points, which are stored, and the wall time the rest would take on this machine.
+
+    The estimate (study.estimate) measures each model's throughput here, one thread per job, and
+    reads how many epochs runs like these needed from the stored runs.
+    """
+    grid = grid if isinstance(grid, Grid) else load_grid(grid, require_env=False)
+    jobs = max(1, jobs or grid.jobs)
+    configs = grid.configs()
+    collections = load_collections(configs)
+    todo = {cfg.run_id for cfg in configs
+            if reusable_run(results_dir, cfg.run_id, collections[cfg.data.whole()].manifest_hash(),
+                            announce=False) is None}
+    table, wall = estimate(configs, collections, results_dir=results_dir, todo=todo, jobs=jobs)
+    table.insert(1, "stored", ~table["run_id"].isin(todo))
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
+        print(table.assign(minutes=(table["seconds"] / 60).round(1)).drop(columns="seconds").to_string(index=False))
+    print(f"{grid.path.name}: {len(configs)} points, {len(configs) - len(todo)} stored, {len(todo)} to run; "
+          f"about {wall / 60:.0f} min with {jobs} job(s) in parallel on this machine "
+          f"({os.cpu_count()} CPUs), plus the report notebooks")
+    return 0
 
 
 def _exit(summary: BatchSummary, *, echo: bool = False) -> int:

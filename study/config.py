@@ -61,6 +61,10 @@ class DataConfig:
     cache_dir: str = "cache"  # decoded-audio store (folder; relative paths: study.paths)
     cache_dtype: str = "float32"  # float32 | float16 (halves the disk, ~1e-3 relative error)
 
+    def whole(self) -> "DataConfig":
+        """The collection every training-set size is a nested subset of (train_size 0): one per corpus or dataset."""
+        return replace(self, train_size=0)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
