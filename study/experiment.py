@@ -23,7 +23,7 @@ import pandas as pd
 from torch import nn
 
 from study import data, models
-from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger
+from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger, save_checkpoint
 from study.config import EXECUTION_FIELDS, EvalConfig, RunConfig, add_run_arguments, config_from_args
 from study.data.cache import ensure_cache, wait_for_cache
 from study.data.collection import Collection
@@ -45,6 +45,21 @@ CURVE_COLUMNS = ("epoch", "patches", "train_loss", "valid_loss", "valid_roc_auc"
 def checkpoint_dir(cfg: RunConfig) -> Path:
     """<cache_dir>/checkpoints/<run_id> (git-ignored, next to the decoded audio)."""
     return resolve_path(cfg.data.cache_dir) / "checkpoints" / cfg.run_id
+
+
+def shared_checkpoint(results_dir: str | Path, run_id: str) -> Path:
+    """<results_dir>/checkpoints/<run_id>/best.pt: a run's best weights kept with the results (committed,
+    small), so that a fresh clone can tag audio and draw what the network learned."""
+    return resolve_path(results_dir) / "checkpoints" / run_id / BEST
+
+
+def share_checkpoint(cfg: RunConfig, results_dir: str | Path = "results") -> Path:
+    """Copy ``cfg``'s run's best.pt next to its results (:func:`shared_checkpoint`) without the validation
+    scores it keeps for threshold tuning: the weights, config, tags and thresholds, a few hundred KB."""
+    state = load_checkpoint(checkpoint_dir(cfg) / BEST)
+    for key in ("valid_scores", "valid_ids"):
+        state.pop(key, None)
+    return save_checkpoint(shared_checkpoint(results_dir, cfg.run_id), state)
 
 
 # ---- the experiment -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from study.audio import LogMel
 from study.checkpoint import BEST, load_tagger
 from study.config import AudioConfig, RunConfig
-from study.experiment import checkpoint_dir
+from study.experiment import checkpoint_dir, shared_checkpoint
 from study.models import build_model
 from study.paths import resolve_path
 from study.pretrained import PretrainedNotInstalled, load_pretrained, taggram
@@ -71,7 +71,8 @@ def trained_model(runs: pd.DataFrame, *, model: str, base: RunConfig, n_tags: in
     or a freshly initialised network (labelled so) when no such run or checkpoint exists.
 
     The checkpoint is the one the run recorded in its protocol.json (a path relative to the
-    repository, :mod:`study.paths`), else the one :func:`study.experiment.checkpoint_dir` names for its config.
+    repository, :mod:`study.paths`), else the one :func:`study.experiment.checkpoint_dir` names for its
+    config, else the copy kept with the results (:func:`study.experiment.shared_checkpoint`).
     """
     mine = runs[runs["model"] == model] if len(runs) else runs
     if len(mine):
@@ -80,6 +81,7 @@ def trained_model(runs: pd.DataFrame, *, model: str, base: RunConfig, n_tags: in
         stored_config, _ = split_config(read_json(run_dir, "config.json"))
         candidates = [resolve_path(recorded)] if recorded else []
         candidates.append(checkpoint_dir(RunConfig.from_dict(stored_config)) / BEST)
+        candidates.append(shared_checkpoint(results_dir, run_dir.name))
         for path in candidates:
             if path.is_file():
                 network, _ = load_tagger(path)

@@ -1,6 +1,8 @@
 """The tour's views: a clip's waveform and log-mel, a front-end's first layer, trained or not, and the tag table."""
 from __future__ import annotations
 
+import shutil
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -9,11 +11,11 @@ import torch
 matplotlib.use("Agg")
 
 from study import results, tour  # noqa: E402
-from study.checkpoint import BEST, save_checkpoint  # noqa: E402
+from study.checkpoint import BEST, load_checkpoint, save_checkpoint  # noqa: E402
 from study.config import RunConfig  # noqa: E402
 from study.data import tag_table  # noqa: E402
 from study.data.collection import Collection  # noqa: E402
-from study.experiment import checkpoint_dir  # noqa: E402
+from study.experiment import checkpoint_dir, share_checkpoint, shared_checkpoint  # noqa: E402
 from study.models import build_model  # noqa: E402
 
 from tests.test_report import fake_metrics, store_run  # noqa: E402
@@ -51,6 +53,23 @@ def test_trained_model_loads_the_best_checkpoint_of_the_largest_run(tmp_path):
                                        results_dir=tmp_path)
     assert label == f"trained: {large.run_id}"
     assert torch.equal(next(loaded.frontend.parameters()), next(network.frontend.parameters()))
+
+
+def test_a_shared_checkpoint_serves_a_clone_without_the_cache(tmp_path):
+    cfg = RunConfig.from_flat("smoke", model="waveform", train_size=30, cache_dir=str(tmp_path / "cache"))
+    store_run(tmp_path, cfg, fake_metrics("waveform", 30, 0))
+    network = build_model(cfg.model, n_tags=4, audio_cfg=cfg.audio)
+    with torch.no_grad():
+        next(network.frontend.parameters()).fill_(0.5)
+    save_checkpoint(checkpoint_dir(cfg) / BEST, {"config": cfg.to_dict(), "model_state": network.state_dict(),
+                                                 "tags": ["rock", "jazz", "piano", "acousticness"],
+                                                 "valid_scores": torch.zeros(100, 4), "valid_ids": ["v"] * 100})
+    shared = share_checkpoint(cfg, tmp_path)
+    assert shared == shared_checkpoint(tmp_path, cfg.run_id) and "valid_scores" not in load_checkpoint(shared)
+    shutil.rmtree(tmp_path / "cache")  # a fresh clone: no cache, only the results
+    loaded, label = tour.trained_model(results.load_runs(tmp_path), model="waveform", base=cfg, n_tags=4,
+                                       results_dir=tmp_path)
+    assert label == f"trained: {cfg.run_id}" and next(loaded.frontend.parameters()).eq(0.5).all()
 
 
 def test_tag_table_uses_one_word_per_kind_and_lists_popular_tags_first():
