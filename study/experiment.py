@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
-from study import data, models
+from study import data, models, pretrained
 from study.checkpoint import BEST, LAST, load_checkpoint, load_tagger, save_checkpoint
 from study.config import EXECUTION_FIELDS, EvalConfig, RunConfig, add_run_arguments, config_from_args
 from study.data.cache import ensure_cache, wait_for_cache
@@ -33,7 +35,6 @@ from study.device import (DistInfo, amp_enabled, barrier, launch_info, resolve_d
 from study.errors import UserError
 from study.evaluate import SongSet, predict_clips, protocol
 from study.paths import portable_path, resolve_path
-from study.pretrained import evaluate_pretrained
 from study.results import record_run, reusable_run, run_path
 from study.train import TrainResult, train
 
@@ -205,6 +206,46 @@ def evaluate_checkpoint(cfg: RunConfig, *, checkpoint: str | Path | None = None,
                 "checkpoint": portable_path(checkpoint.resolve())}
     return _test_and_record(cfg, model, collection, cache, windows, history=history, training=training,
                             results_dir=results_dir, timings={"data": time.perf_counter() - started})
+
+
+def evaluate_pretrained(name: str, cfg: RunConfig, *, device: torch.device | str = "cpu",
+                        results_dir: str | Path = "results", force: bool = False, batch_size: int = 32) -> Path:
+    """Score ``name`` on the test split of ``cfg``'s data (e.g. MTT, pons2018) with musicnn's protocol and
+    the study's metrics; writes a run folder whose metrics.json also holds the authors' ``reported`` figures.
+
+    ``cfg`` gives the data fields and the bootstrap settings; the model fields are the pretrained
+    model's.  Tags are matched by name; collection tags the model does not know are an error,
+    found before any audio is decoded.
+    """
+    published = pretrained.run_config(name)
+    bootstrap = {"bootstrap_samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence}
+    run_cfg = dataclasses.replace(published, data=cfg.data, eval=dataclasses.replace(published.eval, **bootstrap))
+    collection = data.load_collection(run_cfg.data)
+    stored = reusable_run(results_dir, run_cfg.run_id, collection.manifest_hash(), force=force)
+    if stored is not None:
+        return stored
+    model, meta = pretrained.load_pretrained(name, device)
+    unknown = [tag for tag in collection.tags if tag not in meta["tags"]]
+    if unknown:
+        raise ValueError(f"{name} was trained on other tags; the {collection.name} collection has {len(unknown)} "
+                         f"it does not know, e.g. {unknown[:5]}")
+    columns = [meta["tags"].index(tag) for tag in collection.tags]  # model output -> collection tag order
+    started = time.perf_counter()
+    cache, collection = ensure_cache(collection, run_cfg)
+    timings = {"data": time.perf_counter() - started}
+    test_ids = collection.ids("test")
+    started = time.perf_counter()
+    scores = np.stack([pretrained.song_scores(model, cache.read(t), batch_size=batch_size)[columns] for t in test_ids])
+    timings["test"] = time.perf_counter() - started
+    reported = meta["reported"]  # the package's own experiment.result, stored beside ours
+    print(f"{name}: musicnn's experiment.result gives ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
+          f"PR-AUC {reported.get('pr_auc', float('nan')):.4f} on its own test set")
+    musicnn_protocol = {"aggregation": "mean", "patch_frames": pretrained.PATCH_FRAMES, "hop_frames": pretrained.PATCH_FRAMES,
+                "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
+                "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
+                "output": "sigmoid probabilities", "pretrained": name}
+    return record_run(results_dir, run_cfg.run_id, config=run_cfg, collection=collection, test_ids=test_ids,
+                      scores=scores, protocol=musicnn_protocol, timings=timings, extra_metrics={"reported": reported})
 
 
 # ---- command line ---------------------------------------------------------------------------------

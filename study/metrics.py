@@ -25,7 +25,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 METRICS = ("roc_auc", "pr_auc", "rmse")
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "rmse": False}
@@ -65,6 +64,9 @@ def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, tags: Sequence
     pr_auc, rmse, n_positive), "excluded": [tags without a positive or a negative]}.  An overall
     metric is NaN when no tag of its kind can be scored.
     """
+    # imported where used: scikit-learn costs a second at start-up, which `study tag` never needs
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y_true, y_score, is_regression = _check(y_true, y_score, is_regression, tags)
     positive = y_true >= POSITIVE_THRESHOLD
     scored = evaluable(y_true, is_regression)
@@ -276,6 +278,8 @@ def tune_thresholds(y_true: np.ndarray, y_score: np.ndarray, tags: Sequence[str]
     Tuned on the validation set so that `study tag` can answer yes/no.  Regression tags, and tags
     without a positive or a negative to tune on, get None.
     """
+    from sklearn.metrics import precision_recall_curve  # imported where used, as in evaluate_predictions
+
     y_true, y_score, is_regression = _check(y_true, y_score, is_regression, tags)
     scored = evaluable(y_true, is_regression)
     thresholds: dict[str, float | None] = {}

@@ -17,20 +17,16 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from study import data
 from study.config import AudioConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from study.data.cache import ensure_cache
 from study.device import keep_freed_memory
 from study.models.musicnn import PATCH_FRAMES, build_musicnn, build_musicnn_vgg, load_tf_variables
-from study.results import record_run, reusable_run
 from study.tfbundle import TensorBundle
 
 # --no-deps: the wheel pins numpy < 1.17 and TensorFlow, which cannot install on current Pythons and are not used
@@ -186,44 +182,3 @@ def window_scores(model: torch.nn.Module, audio: np.ndarray, *, patch_samples: i
 def song_scores(model: torch.nn.Module, audio: np.ndarray | torch.Tensor, **options: Any) -> np.ndarray:
     """A song's tag probabilities, (n_tags,): the mean of its taggram (musicnn's top_tags)."""
     return taggram(model, audio, **options).mean(axis=0)
-
-
-# ---- scoring on a labelled collection ---------------------------------------------------------------
-def evaluate_pretrained(name: str, cfg: RunConfig, *, device: torch.device | str = "cpu",
-                        results_dir: str | Path = "results", force: bool = False, batch_size: int = 32) -> Path:
-    """Score ``name`` on the test split of ``cfg``'s data (e.g. MTT, pons2018) with musicnn's protocol and
-    the study's metrics; writes a run folder whose metrics.json also holds the authors' ``reported`` figures.
-
-    ``cfg`` gives the data fields and the bootstrap settings; the model fields are the pretrained
-    model's.  Tags are matched by name; collection tags the model does not know are an error,
-    found before any audio is decoded.
-    """
-    published = run_config(name)
-    bootstrap = {"bootstrap_samples": cfg.eval.bootstrap_samples, "confidence": cfg.eval.confidence}
-    run_cfg = replace(published, data=cfg.data, eval=replace(published.eval, **bootstrap))
-    collection = data.load_collection(run_cfg.data)
-    stored = reusable_run(results_dir, run_cfg.run_id, collection.manifest_hash(), force=force)
-    if stored is not None:
-        return stored
-    model, meta = load_pretrained(name, device)
-    unknown = [tag for tag in collection.tags if tag not in meta["tags"]]
-    if unknown:
-        raise ValueError(f"{name} was trained on other tags; the {collection.name} collection has {len(unknown)} "
-                         f"it does not know, e.g. {unknown[:5]}")
-    columns = [meta["tags"].index(tag) for tag in collection.tags]  # model output -> collection tag order
-    started = time.perf_counter()
-    cache, collection = ensure_cache(collection, run_cfg)
-    timings = {"data": time.perf_counter() - started}
-    test_ids = collection.ids("test")
-    started = time.perf_counter()
-    scores = np.stack([song_scores(model, cache.read(t), batch_size=batch_size)[columns] for t in test_ids])
-    timings["test"] = time.perf_counter() - started
-    reported = meta["reported"]  # the package's own experiment.result, stored beside ours
-    print(f"{name}: musicnn's experiment.result gives ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
-          f"PR-AUC {reported.get('pr_auc', float('nan')):.4f} on its own test set")
-    protocol = {"aggregation": "mean", "patch_frames": PATCH_FRAMES, "hop_frames": PATCH_FRAMES,
-                "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
-                "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
-                "output": "sigmoid probabilities", "pretrained": name}
-    return record_run(results_dir, run_cfg.run_id, config=run_cfg, collection=collection, test_ids=test_ids,
-                      scores=scores, protocol=protocol, timings=timings, extra_metrics={"reported": reported})

@@ -295,7 +295,8 @@ def test_evaluate_pretrained_scores_a_collection_by_tag_name(tmp_path, monkeypat
     import study.data
     from study.data.collection import Collection
     from study.data.files import FileLoader
-    from study.pretrained import evaluate_pretrained, song_scores
+    from study.experiment import evaluate_pretrained
+    from study.pretrained import song_scores
 
     model, meta = published("MTT_vgg")
     tags = list(reversed(meta["tags"]))  # another order: labels must be matched by name
@@ -325,18 +326,18 @@ def test_evaluate_pretrained_scores_a_collection_by_tag_name(tmp_path, monkeypat
 def test_a_collection_with_other_tags_is_refused_before_its_audio_is_decoded(tmp_path, monkeypatch):
     import pandas as pd
 
-    from study import pretrained
+    from study import experiment, pretrained
     from study.data.collection import Collection
 
     tracks = pd.DataFrame({"split": ["test"], "artist": [""], "path": ["a.mp3"]}, index=pd.Index(["a"], name="track_id"))
     jamendo = Collection("jamendo", tracks, ["genre---rock", "mood/theme---happy"], np.ones((1, 2)), loader=None)
-    monkeypatch.setattr(pretrained.data, "load_collection", lambda cfg: jamendo)
+    monkeypatch.setattr(experiment.data, "load_collection", lambda cfg: jamendo)
     monkeypatch.setattr(pretrained, "load_pretrained", lambda name, device: (None, {"tags": ["guitar", "rock"]}))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the collection was decoded before the tags were compared")
 
-    monkeypatch.setattr(pretrained, "ensure_cache", no_decoding)
+    monkeypatch.setattr(experiment, "ensure_cache", no_decoding)
     cfg = RunConfig.from_flat("smoke", dataset="jamendo", cache_dir=str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="MTT_musicnn was trained on other tags.*genre---rock"):
-        pretrained.evaluate_pretrained("MTT_musicnn", cfg, results_dir=tmp_path / "results")
+        experiment.evaluate_pretrained("MTT_musicnn", cfg, results_dir=tmp_path / "results")

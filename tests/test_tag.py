@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -193,3 +195,14 @@ def test_a_model_may_bring_its_own_windows():
     assert calls == [(3 * SR, 3 * SR)]  # the patch is not shrunk to the short clip for such a model
     assert result["tags"][0] == {"tag": "rock", "score": pytest.approx(0.8), "kind": "classification"}
     assert result["taggram"]["start"] == [0.0, 1.5] and result["taggram"]["end"] == [3.0, 4.5]
+
+
+def test_study_tag_starts_without_the_training_and_corpus_stack():
+    """`study tag` imports only its own module's needs: no trainer, corpus generator or scikit-learn."""
+    probe = ("import sys; from study.cli import build_parser; build_parser('tag'); "
+             "print(' '.join(m for m in ('study.train', 'study.experiment', 'study.data.corpus', 'scipy.signal', "
+             "'sklearn') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
+    full = subprocess.run([sys.executable, "-m", "study.cli", "--help"], capture_output=True, text=True, check=True)
+    assert all(command in full.stdout for command in ("train", "tag", "batch", "corpus", "models", "gbt"))
