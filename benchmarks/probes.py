@@ -39,11 +39,12 @@ def train(args: argparse.Namespace) -> dict:
     from study.results import read_json
 
     work = Path(args.work)
-    # the same job on both sides: one patch per clip per epoch, fixed epochs, no early stop, the MSE loss
+    # the same job on both sides: one corpus (the older preset's 1,300 clips, float32 cache), one patch per
+    # clip per epoch, fixed epochs, no early stop, the MSE loss and the learning rate the older preset used
     cfg = RunConfig.from_flat("default", **_known({
         "model": args.model, "train_size": args.train_size, "max_epochs": args.epochs, "patience": args.epochs,
-        "seed": 0, "loss": "mse", "epoch_patches": 0, "lr_patience": 0, "cache_dir": str(work / "cache"),
-        "bootstrap_samples": 10}))
+        "seed": 0, "loss": "mse", "learning_rate": 1e-3, "epoch_patches": 0, "lr_patience": 0,
+        "corpus_size": 1300, "cache_dtype": "float32", "cache_dir": str(work / "cache"), "bootstrap_samples": 10}))
     run_dir = run_experiment(cfg, results_dir=work / "results", force=True)
     seconds = read_json(run_dir, "provenance.json")["timings"]["train"]
     return {"clips_per_s": args.epochs * args.train_size / seconds, "seconds": seconds}
@@ -85,7 +86,7 @@ def step(args: argparse.Namespace) -> dict:
 
 def samplecnn(args: argparse.Namespace) -> dict:
     """SampleCNN trained by the study's own path: the corpus cache, random 59,049-sample patches,
-    batches of ``--batch``, BCE, Adam; ``--patches`` patches in one epoch, validated on 8 clips."""
+    batches of ``--batch``, BCE, Adam; ``--patches`` patches in one epoch, validated on the 34 validation clips of a 330-clip corpus."""
     from study.config import RunConfig
     from study.experiment import run_experiment
     from study.results import read_json
@@ -93,7 +94,7 @@ def samplecnn(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     cfg = RunConfig.from_flat("default", **_known({
         "model": "samplecnn", "train_size": args.clips, "max_epochs": 1, "patience": 1, "seed": 0, "loss": "bce",
-        "batch_size": args.batch, "epoch_patches": args.patches, "cache_dir": str(work / "cache"),
+        "batch_size": args.batch, "epoch_patches": args.patches, "corpus_size": 330, "cache_dir": str(work / "cache"),
         "bootstrap_samples": 10}))
     run_dir = run_experiment(cfg, results_dir=work / "results", force=True)
     seconds = read_json(run_dir, "provenance.json")["timings"]["train"]
