@@ -312,6 +312,52 @@ def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("val
     return grid.figure
 
 
+def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 180), *, jobs: int = 1,
+                    patience: int = 5) -> pd.DataFrame:
+    """What a wall-time budget for the whole study would have bought, read off the stored learning curves.
+
+    Each of the study's network runs gets an equal share of ``budget`` minutes x ``jobs`` parallel runs;
+    a run keeps the epoch with the lowest validation loss among those it finished inside its share.  Per
+    (budget, model, size): the runs' median finished epochs, the mean validation ROC-AUC and PR-AUC (%)
+    of the kept epochs, and how many runs would still have been improving (kept epoch within the last
+    ``patience`` finished), i.e. would measure the budget.  The rows with ``as_run`` are the runs as
+    they ran, to convergence; their minutes are the study's measured training wall time (epoch seconds
+    summed over runs / ``jobs``).  Testing and data preparation are not counted.
+    """
+    columns = ["budget_minutes", "as_run", "model", "train_size", "n_runs", "epochs_median", "valid_roc_auc",
+               "valid_pr_auc", "still_improving"]
+    if curves.empty:
+        return pd.DataFrame(columns=columns)
+    curves = curves.sort_values(["run_id", "epoch"]).copy()
+    curves["elapsed"] = curves.groupby("run_id")["seconds"].cumsum()
+    n_runs = curves["run_id"].nunique()
+    measured = curves.groupby("run_id")["seconds"].sum().sum() / max(jobs, 1) / 60
+    rows = []
+    for budget in [*budgets, None]:
+        share = None if budget is None else budget * 60 * max(jobs, 1) / n_runs
+        kept = []
+        for run_id, curve in curves.groupby("run_id"):
+            done = curve if share is None else curve[curve["elapsed"] <= share]
+            if done.empty:
+                kept.append({"run_id": run_id, "epochs": 0, "valid_roc_auc": np.nan, "valid_pr_auc": np.nan,
+                             "still_improving": True, **curve.iloc[0][["model", "train_size"]].to_dict()})
+                continue
+            best = done.loc[done["valid_loss"].idxmin()]
+            finished = int(done["epoch"].max())
+            kept.append({"run_id": run_id, "epochs": finished, "valid_roc_auc": 100 * best["valid_roc_auc"],
+                         "valid_pr_auc": 100 * best["valid_pr_auc"],
+                         "still_improving": share is not None and int(best["epoch"]) > finished - patience,
+                         "model": best["model"], "train_size": best["train_size"]})
+        kept = pd.DataFrame(kept)
+        for (model, size), group in kept.groupby(["model", "train_size"]):
+            rows.append({"budget_minutes": round(measured if budget is None else budget, 1), "as_run": budget is None,
+                         "model": model,
+                         "train_size": int(size), "n_runs": len(group), "epochs_median": group["epochs"].median(),
+                         "valid_roc_auc": group["valid_roc_auc"].mean(), "valid_pr_auc": group["valid_pr_auc"].mean(),
+                         "still_improving": int(group["still_improving"].sum())})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossings: pd.DataFrame,
           records: pd.DataFrame, *, confidence: float = 0.95) -> str:
     """What the stored runs show, as markdown sentences built from the tables (no number typed in).
@@ -358,6 +404,6 @@ def capped_runs(records: pd.DataFrame) -> list[str]:
     return list(records.loc[records["capped_while_improving"], "run_id"])
 
 
-__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves",
+__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "budget_tradeoff", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves",
            "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
            "training_records"]

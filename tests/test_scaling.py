@@ -148,3 +148,25 @@ def test_contrasts_compare_every_pair_of_one_field_within_the_others(study):
     assert waveform.loc[(100, 10000), "difference"] < 0 and waveform.loc[(100, 10000), "difference_hi"] < 0
     cells = scaling.cell_table(networks, draws, by=("model", "train_size"))
     assert list(cells.columns[:3]) == ["model", "train_size", "n_runs"]
+
+
+def test_a_budget_keeps_the_best_epoch_finished_inside_each_runs_share():
+    # two runs of 10 epochs, 60 s each: validation loss falls until epoch 6 (run a) or 7 (run b)
+    rows = []
+    for run_id, best in (("a", 6), ("b", 7)):
+        for epoch in range(1, 11):
+            loss = 1.0 - 0.1 * min(epoch, best) + 0.01 * max(epoch - best, 0)
+            rows.append({"run_id": run_id, "model": "spectrogram", "train_size": 100, "seed": 0, "epoch": epoch,
+                         "valid_loss": loss, "valid_roc_auc": 0.5 + 0.04 * min(epoch, best),
+                         "valid_pr_auc": 0.1 * min(epoch, best) / 10, "seconds": 60.0})
+    table = scaling.budget_tradeoff(pd.DataFrame(rows), budgets=(4, 20), jobs=2, patience=3)
+    # 4 min x 2 jobs / 2 runs = 4 epochs each: both still improving, ROC-AUC of epoch 4
+    short = table[table["budget_minutes"] == 4].iloc[0]
+    assert (short["epochs_median"], short["still_improving"]) == (4, 2)
+    assert short["valid_roc_auc"] == pytest.approx(100 * (0.5 + 0.04 * 4))
+    # 20 min is more than the runs used: the same as the runs as they ran, whose minutes are 20 x 60 s / 2 jobs
+    roomy = table[table["budget_minutes"] == 20].iloc[0]
+    as_run = table[table["as_run"]].iloc[0]
+    assert roomy["still_improving"] == 0 and not roomy["as_run"]
+    assert as_run["budget_minutes"] == pytest.approx(10.0)
+    assert roomy["valid_roc_auc"] == pytest.approx(as_run["valid_roc_auc"]) == pytest.approx(100 * (0.5 + 0.04 * 6.5))
