@@ -189,8 +189,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['comparison']:<78} {row['new_median']:>10.4g} {row['old_median']:>10.4g} "
               f"{row['ratio_median']:>6.2f}x  {row['ratios']}  ({row['new']} vs {row['old']}, {row['unit']})")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+                   "python": platform.python_version(), "torch": _torch_version(), "baseline": args.baseline,
+                   "date": time.strftime("%Y-%m-%d"), "command": "python benchmarks/bench_speed.py " + " ".join(argv or sys.argv[1:])}
+        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+        Path(args.json).with_suffix(".md").write_text(markdown(machine, rows))
     return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def markdown(machine: dict, rows: list[dict]) -> str:
+    """The rows as a markdown table under a line saying where, when and how they were measured."""
+    lines = [f"Measured {machine['date']} on {machine['machine']} (Python {machine['python']}, torch {machine['torch']}) "
+             f"with `{machine['command']}`; old = commit {machine['baseline']}. Ratio > 1: the first side is faster "
+             f"(median of alternating pairs; every pair's ratio in brackets).", "",
+             "| comparison | first | second | unit | first (median) | second (median) | ratio | pairs |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for row in rows:
+        lines.append(f"| {row['comparison']} | {row['new']} | {row['old']} | {row['unit']} | {row['new_median']:.4g} | "
+                     f"{row['old_median']:.4g} | {row['ratio_median']:.2f}x | {row['ratios']} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
