@@ -284,27 +284,31 @@ def learning_curves(runs: pd.DataFrame, results_dir: str | Path = "results") -> 
     return curves.merge(keep, on="run_id", how="inner")
 
 
-def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("valid_loss", "valid_roc_auc")) -> plt.Figure:
-    """Validation metric after every epoch of every run: one column per training-set size, one row per
-    metric, colour by front-end, one line per seed; a dot marks the epoch each run kept (its best)."""
+def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("valid_loss", "valid_roc_auc"),
+                         col: str = "train_size", hue: str = "model") -> plt.Figure:
+    """Validation metric after every epoch of every run: one column per value of ``col`` (training-set
+    size), one row per metric, colour by ``hue`` (front-end), one line per seed; a dot marks the epoch
+    each run kept (its lowest validation loss)."""
     metrics = [m for m in metrics if m in curves]
     if curves.empty or not metrics:
         figure, ax = plt.subplots(figsize=(5, 2))
         ax.text(0.5, 0.5, "no training curves stored yet", ha="center", va="center")
         ax.set_axis_off()
         return figure
-    long = curves.melt(id_vars=["run_id", "model", "train_size", "seed", "epoch"], value_vars=metrics,
-                       var_name="metric", value_name="value")
-    grid = sns.relplot(data=long, x="epoch", y="value", hue="model", palette=COLORS, units="seed", estimator=None,
-                       row="metric",
-                       col="train_size", kind="line", facet_kws={"sharey": "row", "sharex": False},
+    long = curves.melt(id_vars=["run_id", col, hue, "seed", "epoch"], value_vars=metrics, var_name="metric",
+                       value_name="value")
+    names = sorted(curves[hue].unique(), key=str)
+    palette = COLORS if hue == "model" else dict(zip(names, sns.color_palette(n_colors=len(names))))
+    grid = sns.relplot(data=long, x="epoch", y="value", hue=hue, palette=palette, units="seed", estimator=None,
+                       row="metric", col=col, kind="line", facet_kws={"sharey": "row", "sharex": False},
                        height=2.4, aspect=1.25, linewidth=0.9, alpha=0.8)
     kept = curves.loc[curves.groupby("run_id")["valid_loss"].idxmin()] if "valid_loss" in curves else curves.iloc[:0]
-    for (metric, size), ax in grid.axes_dict.items():
-        chosen = kept[kept["train_size"] == size]
-        for model, mine in chosen.groupby("model"):
-            ax.scatter(mine["epoch"], mine[metric], s=12, color=COLORS.get(model, "k"), zorder=3)
-        ax.set_title(f"{size:,} training clips" if metric == metrics[0] else "", fontsize=9)
+    for (metric, value), ax in grid.axes_dict.items():
+        chosen = kept[kept[col] == value]
+        for name, mine in chosen.groupby(hue):
+            ax.scatter(mine["epoch"], mine[metric], s=12, color=palette.get(name, "k"), zorder=3)
+        title = f"{value:,} training clips" if col == "train_size" else str(value)
+        ax.set_title(title if metric == metrics[0] else "", fontsize=9)
     for metric, ax in zip(metrics, grid.axes[:, 0]):
         ax.set_ylabel(metric.replace("valid_", "validation ").replace("_", "-"))
     grid.figure.suptitle("learning curves (dots: the epoch with the lowest validation loss, the checkpoint kept)",

@@ -13,7 +13,7 @@ from study.batch import EXPERIMENT_DEFAULTS, EXTRA_PARAMETERS, experiment_parame
 from study.config import RunConfig
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-EXPECTED = {"00_tour", "01_experiment", "02_data_scale", "03_mtt_capacity", "04_msd", "05_qualitative"}
+EXPECTED = {"00_tour", "01_experiment", "02_data_scale", "03_mtt_capacity", "04_msd", "05_qualitative", "06_loss"}
 EXPERIMENT = Path(__file__).resolve().parents[1] / "notebooks" / "01_experiment.ipynb"
 ALLOWED_NAMES = set(RunConfig.flat_fields()) | set(EXTRA_PARAMETERS)
 

@@ -170,3 +170,13 @@ def test_a_budget_keeps_the_best_epoch_finished_inside_each_runs_share():
     assert roomy["still_improving"] == 0 and not roomy["as_run"]
     assert as_run["budget_minutes"] == pytest.approx(10.0)
     assert roomy["valid_roc_auc"] == pytest.approx(as_run["valid_roc_auc"]) == pytest.approx(100 * (0.5 + 0.04 * 6.5))
+
+
+def test_learning_curves_can_be_faceted_by_model_and_coloured_by_loss():
+    rows = [{"run_id": f"{model}-{loss}", "model": model, "loss": loss, "seed": 0, "epoch": epoch,
+             "valid_loss": 1 / epoch, "valid_roc_auc": 1 - 1 / (epoch + 1)}
+            for model in ("spectrogram", "waveform") for loss in ("bce", "mse") for epoch in range(1, 5)]
+    figure = scaling.plot_learning_curves(pd.DataFrame(rows), metrics=("valid_roc_auc",), col="model", hue="loss")
+    titles = sorted(ax.get_title() for ax in figure.axes if ax.get_title())
+    assert titles == ["spectrogram", "waveform"]
+    assert all(len(ax.collections) == 2 for ax in figure.axes)  # the kept epoch of each loss, one dot colour each
