@@ -9,7 +9,9 @@ same interpreter; peers' code runs from benchmarks/peer_*.py.
 Suites (``--suites``, default all but ``tag``, which needs a TensorFlow interpreter):
 
     train      the default preset's training, end to end (cached patches, steps, a validation pass
-               every epoch, checkpoints), both front-ends, 1 thread: new / old clips per second
+               every epoch, checkpoints), both front-ends, 1 thread: new / old clips per second; then
+               the training step's GFLOP/s as a fraction of the machine's matrix product, and its
+               most expensive operators
     paper      the paper's configuration (x1 front-end, 512 filters / 500 units) training step at
                3 s (batch 32) and 15 s (batch 8), both front-ends, 1 thread
     samplecnn  SampleCNN trained by this study's path against the sota-music-tagging-models
@@ -103,6 +105,37 @@ def train_suite(old: Path, work: Path, repeats: int) -> list[dict]:
     return rows
 
 
+def profile_rows(old: Path, repeats: int) -> list[dict]:
+    """The default preset's training step, new and old alternately: GFLOP/s against the machine's matrix
+    product (benchmarks/probes.py profile), and the operators that take the time."""
+    rows = []
+    for model in ("spectrogram", "waveform"):
+        runs: dict[str, list[dict]] = {"new": [], "old": []}
+        tops: dict[str, str] = {}
+        for _ in range(repeats):
+            for label, tree in (("new", ROOT), ("old", old)):
+                env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                done = subprocess.run(probe("profile", "--model", model, "--steps", "5"), cwd=tree, env=env,
+                                      capture_output=True, text=True, timeout=1800, check=True)
+                runs[label].append(json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1]))
+                tops[label] = [ln for ln in done.stderr.splitlines() if ln.startswith("top operators")][-1]
+        summary = {label: {key: statistics.median(r[key] for r in found) for key in ("gflop", "gflops", "peak_gflops",
+                                                                                     "fraction", "clips_per_s")}
+                   for label, found in runs.items()}
+        for label in ("new", "old"):
+            figures = summary[label]
+            print(f"  profile {model} {label}: {figures['gflop']:.2f} GFLOP per step at {figures['gflops']:.1f} GFLOP/s, "
+                  f"{100 * figures['fraction']:.1f} % of the {figures['peak_gflops']:.0f} GFLOP/s matrix product; "
+                  f"{tops[label]}", flush=True)
+        rows.append({"comparison": f"step {model} (default preset, batch 32, 1 thread): % of matmul peak",
+                     "new": "new", "old": "old", "unit": "% of peak",
+                     "new_median": 100 * summary["new"]["fraction"], "old_median": 100 * summary["old"]["fraction"],
+                     "ratio_median": summary["new"]["fraction"] / summary["old"]["fraction"],
+                     "ratios": [round(a["fraction"] / b["fraction"], 3) for a, b in zip(runs["new"], runs["old"])],
+                     "top_new": tops["new"], "top_old": tops["old"]})
+    return rows
+
+
 def paper_suite(old: Path, repeats: int) -> list[dict]:
     rows = []
     for model in ("spectrogram", "waveform"):
@@ -175,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "train" in suites:
             rows += train_suite(old, work, args.repeats)
+            rows += profile_rows(old, args.repeats)
         if "paper" in suites:
             rows += paper_suite(old, args.repeats)
         if "samplecnn" in suites:

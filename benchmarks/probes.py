@@ -6,6 +6,7 @@ probe prints one JSON line: ``{"workload": ..., "clips_per_s": ..., "seconds": .
 
     python benchmarks/probes.py train --model waveform --train-size 1000 --epochs 3 --work /tmp/x
     python benchmarks/probes.py step --model spectrogram --seconds 15 --batch 8 --steps 3 --paper
+    python benchmarks/probes.py profile --model waveform --steps 5
     python benchmarks/probes.py samplecnn --work /tmp/x --patches 320 --batch 16
     python benchmarks/probes.py tag --audio song.wav --repeats 5
 """
@@ -84,6 +85,69 @@ def step(args: argparse.Namespace) -> dict:
     return {"clips_per_s": args.steps * args.batch / seconds, "seconds": seconds}
 
 
+def profile(args: argparse.Namespace) -> dict:
+    """One default-preset training step against the machine's matrix-product speed: the step's
+    convolution and matmul work (torch's flop counter on the plain operations, so both sides count
+    the same arithmetic), its median time, the GFLOP/s that makes, the fraction of a 2048 x 2048
+    float32 product's GFLOP/s it reaches, and the operators taking the most time."""
+    from contextlib import nullcontext
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from study.config import preset_config
+    from study.models import build_model
+
+    try:
+        from study.models.fused import plain_operations
+    except ImportError:  # an older tree has only the plain operations
+        plain_operations = nullcontext
+    try:
+        from study.device import keep_freed_memory
+        keep_freed_memory()
+    except ImportError:
+        pass
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    peak = []
+    for _ in range(6):
+        started = time.perf_counter()
+        a @ b
+        peak.append(2 * 2048**3 / (time.perf_counter() - started) / 1e9)
+    cfg = preset_config("default").with_overrides(model=args.model)
+    model = build_model(cfg.model, n_tags=args.n_tags, audio_cfg=cfg.audio)
+    samples = model.fixed_samples or int(round(args.seconds * cfg.audio.sample_rate))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    audio = 0.1 * torch.randn(args.batch, samples, generator=generator)
+    labels = (torch.rand(args.batch, args.n_tags, generator=generator) < 0.1).float()
+    model.train()
+
+    def one() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.binary_cross_entropy_with_logits(model(audio), labels).backward()
+        optimizer.step()
+
+    with plain_operations(), FlopCounterMode(display=False) as counter:
+        one()
+    one()
+    times = []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        one()
+        times.append(time.perf_counter() - started)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        one()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    step = statistics.median(times)
+    gflops = counter.get_total_flops() / step / 1e9
+    print("top operators (self CPU %): " + ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%"
+                                                      for e in events[:8]), file=sys.stderr)
+    return {"clips_per_s": args.batch / step, "seconds": step, "gflop": counter.get_total_flops() / 1e9,
+            "gflops": gflops, "peak_gflops": statistics.median(peak), "fraction": gflops / statistics.median(peak)}
+
+
 def samplecnn(args: argparse.Namespace) -> dict:
     """SampleCNN trained by the study's own path: the corpus cache, random 59,049-sample patches,
     batches of ``--batch``, BCE, Adam; ``--patches`` patches in one epoch, validated on the 34 validation clips of a 330-clip corpus."""
@@ -120,7 +184,7 @@ def tag(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=("train", "step", "samplecnn", "tag"))
+    parser.add_argument("workload", choices=("train", "step", "profile", "samplecnn", "tag"))
     parser.add_argument("--model", default="spectrogram")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--paper", action="store_true")
@@ -139,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work = args.work or tempfile.mkdtemp(prefix="probe-")
-    result = {"train": train, "step": step, "samplecnn": samplecnn, "tag": tag}[args.workload](args)
+    result = {"train": train, "step": step, "profile": profile, "samplecnn": samplecnn, "tag": tag}[args.workload](args)
     print(json.dumps({"workload": args.workload, **{k: float(v) for k, v in result.items()}}), flush=True)
     return 0
 
