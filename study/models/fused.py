@@ -17,6 +17,8 @@ values with two changes:
 - **A few clips at a time.**  The batch is cut into chunks whose activations fit the CPU's
   caches; each chunk is convolved, rectified, summed into the statistics and pooled while it is
   still in cache, and the backward pass likewise runs the convolution's backward chunk by chunk.
+  Evaluation (running statistics: validation, testing, tagging) pools each chunk as soon as it is
+  convolved too, so a batch of windows costs no more cache misses than one window.
 
 Values equal the plain operations up to float rounding (sums in another order).  Gradients do too,
 except where rounding inside batch norm made two entries of a window equal in the plain path (it
@@ -287,8 +289,12 @@ def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: n
     positive = scale >= 0
     sign = torch.where(positive, 1.0, -1.0).to(weight.dtype)
     per_output = sign.repeat_interleave(spec.positions) if spec.positions else sign
-    v = _convolve(x, weight * per_output.view(-1, *([1] * (weight.dim() - 1))), bias * per_output, spec)
-    pooled = spec.pool.max(v) if spec.pool is not None else v
+    weight, bias = weight * per_output.view(-1, *([1] * (weight.dim() - 1))), bias * per_output
+    if spec.pool is None:
+        pooled = _convolve(x, weight, bias, spec)
+    else:  # a few clips at a time, each chunk's convolution pooled while it is still in cache
+        pooled = torch.cat([spec.pool.max(_convolve(x[start:start + spec.chunk], weight, bias, spec))
+                            for start in range(0, x.shape[0], spec.chunk)])
     if spec.relu_first:
         keep = _per_channel(positive, pooled.dim())
         pooled = torch.where(keep, pooled.clamp_min(0), pooled.clamp_max(0))  # sign * relu, past the max
