@@ -17,9 +17,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
 
 from study import data, features
 from study.config import RunConfig, add_run_arguments, config_from_args
@@ -57,7 +54,7 @@ def _score(model, x: np.ndarray) -> np.ndarray:
     """Probability of the tag (classifier) or its value clipped to [0, 1] (regressor)."""
     if isinstance(model, ConstantModel):
         return model.predict_scores(x)
-    if isinstance(model, HistGradientBoostingClassifier):
+    if hasattr(model, "predict_proba"):  # a classifier
         return model.predict_proba(x)[:, list(model.classes_).index(1)].astype(np.float32)
     return np.clip(model.predict(x), 0.0, 1.0).astype(np.float32)
 
@@ -65,6 +62,11 @@ def _score(model, x: np.ndarray) -> np.ndarray:
 def _fit_one(train_x: np.ndarray, target: np.ndarray, regression: bool, settings: dict,
              valid_x: np.ndarray | None, valid_target: np.ndarray | None):
     """One tag's model, fitted on one thread: tags run in parallel instead (tree threads spin on small data)."""
+    # imported where used, as joblib in fit_tag_models: scikit-learn's ensembles and the thread-pool tools
+    # take seconds to import, which every `study` command would otherwise pay through the command line
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
     if not regression and target.min() == target.max():  # nothing to learn: always this class
         return ConstantModel(target[0])
     model = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(**settings)
@@ -95,6 +97,8 @@ def fit_tag_models(train_x: np.ndarray, train_y: np.ndarray, is_regression: np.n
     def targets(y: np.ndarray, column: int) -> np.ndarray:
         values = y[:, column]
         return np.clip(values, 0.0, 1.0) if is_regression[column] else (values >= POSITIVE_THRESHOLD).astype(int)
+
+    from joblib import Parallel, delayed  # imported where used (see _fit_one)
 
     jobs = [delayed(_fit_one)(train_x, targets(train_y, j), bool(is_regression[j]), settings,
                               valid_x if use_valid else None, targets(valid_y, j) if use_valid else None)

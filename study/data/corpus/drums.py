@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
 TICKS_PER_BEAT = 12
 
@@ -22,6 +21,10 @@ def _noise(n: int, seed: int) -> np.ndarray:
 
 def band(x: np.ndarray, low: float | None, high: float | None, sample_rate: int) -> np.ndarray:
     """Second-order Butterworth band-, high- or low-pass; edges above Nyquist are pulled below it."""
+    # imported where used: scipy.signal takes a second to import, which every `study` command (even
+    # `study tag`, which never renders audio) would otherwise pay through the dataset registry
+    from scipy import signal
+
     nyquist = sample_rate / 2
     top = min(high / nyquist, 0.99) if high else None
     bottom = min(low / nyquist, 0.9) if low else None

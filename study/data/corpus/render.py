@@ -12,7 +12,6 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import signal
 
 from study.data.corpus import taxonomy as tx
 from study.data.corpus.arrange import Part, Sound, arrange
@@ -157,6 +156,8 @@ def render_hits(part: Part, onset: np.ndarray, n: int, sample_rate: int) -> np.n
 # ---- effects -----------------------------------------------------------------------------------------
 def distort(x: np.ndarray, drive: float, sample_rate: int) -> np.ndarray:
     """Overdrive (tanh clipping) into a speaker-cabinet low-pass: the added harmonics of §3's 'distortion'."""
+    from scipy import signal  # imported where used: scipy.signal costs a second at start-up (see drums.band)
+
     peak = float(np.abs(x).max()) or 1.0
     y = np.tanh(drive * x / peak)
     return signal.sosfilt(_cabinet(sample_rate), y).astype(np.float32)
@@ -164,12 +165,16 @@ def distort(x: np.ndarray, drive: float, sample_rate: int) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _cabinet(sample_rate: int) -> np.ndarray:
+    from scipy import signal
+
     return signal.butter(2, min(5000.0 / (sample_rate / 2), 0.99), output="sos")
 
 
 @lru_cache(maxsize=None)
 def impulse_response(kind: str, sample_rate: int) -> np.ndarray:
     """A room ('room', 0.4 s) or a concert hall ('hall', 2.2 s): early reflections and a decaying tail."""
+    from scipy import signal
+
     rt60 = {"room": 0.4, "hall": 2.2}[kind]
     n = int(min(rt60, 1.6) * sample_rate)
     t = np.arange(n) / sample_rate
