@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +19,9 @@ import torch
 
 from study.audio import load_audio
 from study.pretrained import load_pretrained, song_scores
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "musicnn_reference.npz"
-
-
-def median_seconds(action, repeats: int) -> float:
-    action()  # warm-up: first-call allocations and kernel selection
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -24,22 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
+
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf.compat.v1 layers need Keras 2
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def median_seconds(action, repeats: int) -> float:
-    action()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

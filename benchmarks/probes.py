@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 
 def _known(fields: dict) -> dict:
@@ -51,18 +51,20 @@ def train(args: argparse.Namespace) -> dict:
     return {"clips_per_s": args.epochs * args.train_size / seconds, "seconds": seconds}
 
 
-def step(args: argparse.Namespace) -> dict:
-    """Forward + backward + Adam on random patches (the training step alone), after one warm-up step."""
+def training_step(args: argparse.Namespace, *, paper: bool = False):
+    """A default-preset model (the paper's x1 512/500 with ``paper``) and one closure that runs a
+    forward + backward + Adam step on a fixed random batch; freed memory is kept in the process as
+    this tree's training loop keeps it (an older tree has no such call)."""
     from study.config import preset_config
     from study.models import build_model
 
-    try:  # this tree's training loop keeps freed memory in the process; an older one has no such call
+    try:
         from study.device import keep_freed_memory
         keep_freed_memory()
     except ImportError:
         pass
     cfg = preset_config(args.preset).with_overrides(model=args.model)
-    if args.paper:  # the paper's basic configuration (§4): x1 front-end, 512 filters / 500 units
+    if paper:  # the paper's basic configuration (§4): x1 front-end, 512 filters / 500 units
         cfg = cfg.with_overrides(frontend_multiplier=1.0, backend_filters=512, dense_units=500)
     model = build_model(cfg.model, n_tags=args.n_tags, audio_cfg=cfg.audio)
     samples = model.fixed_samples or int(round(args.seconds * cfg.audio.sample_rate))
@@ -77,12 +79,14 @@ def step(args: argparse.Namespace) -> dict:
         torch.nn.functional.binary_cross_entropy_with_logits(model(audio), labels).backward()
         optimizer.step()
 
-    one()
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        one()
-    seconds = time.perf_counter() - started
-    return {"clips_per_s": args.steps * args.batch / seconds, "seconds": seconds}
+    return model, one
+
+
+def step(args: argparse.Namespace) -> dict:
+    """Forward + backward + Adam on random patches (the training step alone), after one warm-up step."""
+    _, one = training_step(args, paper=args.paper)
+    seconds = median_seconds(one, args.steps)
+    return {"clips_per_s": args.batch / seconds, "seconds": seconds}
 
 
 def profile(args: argparse.Namespace) -> dict:
@@ -96,61 +100,31 @@ def profile(args: argparse.Namespace) -> dict:
     from torch.profiler import profile as torch_profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from study.config import preset_config
-    from study.models import build_model
-
     try:
         from study.models.fused import plain_operations
     except ImportError:  # an older tree has only the plain operations
         plain_operations = nullcontext
-    try:
-        from study.device import keep_freed_memory
-        keep_freed_memory()
-    except ImportError:
-        pass
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    peak = []
-    for _ in range(6):
-        started = time.perf_counter()
-        a @ b
-        peak.append(2 * 2048**3 / (time.perf_counter() - started) / 1e9)
-    cfg = preset_config("default").with_overrides(model=args.model)
-    model = build_model(cfg.model, n_tags=args.n_tags, audio_cfg=cfg.audio)
-    samples = model.fixed_samples or int(round(args.seconds * cfg.audio.sample_rate))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    audio = 0.1 * torch.randn(args.batch, samples, generator=generator)
-    labels = (torch.rand(args.batch, args.n_tags, generator=generator) < 0.1).float()
-    model.train()
-
-    def one() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.binary_cross_entropy_with_logits(model(audio), labels).backward()
-        optimizer.step()
-
+    peak = 2 * 2048**3 / median_seconds(lambda: a @ b, 5) / 1e9
+    _, one = training_step(args)
     with plain_operations(), FlopCounterMode(display=False) as counter:
         one()
-    one()
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        one()
-        times.append(time.perf_counter() - started)
+    step_seconds = median_seconds(one, args.steps)
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         one()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
-    step = statistics.median(times)
-    gflops = counter.get_total_flops() / step / 1e9
+    gflops = counter.get_total_flops() / step_seconds / 1e9
     print("top operators (self CPU %): " + ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%"
                                                       for e in events[:8]), file=sys.stderr)
-    return {"clips_per_s": args.batch / step, "seconds": step, "gflop": counter.get_total_flops() / 1e9,
-            "gflops": gflops, "peak_gflops": statistics.median(peak), "fraction": gflops / statistics.median(peak)}
+    return {"clips_per_s": args.batch / step_seconds, "seconds": step_seconds, "gflop": counter.get_total_flops() / 1e9,
+            "gflops": gflops, "peak_gflops": peak, "fraction": gflops / peak}
 
 
 def samplecnn(args: argparse.Namespace) -> dict:
     """SampleCNN trained by the study's own path: the corpus cache, random 59,049-sample patches,
-    batches of ``--batch``, BCE, Adam; ``--patches`` patches in one epoch, validated on the 34 validation clips of a 330-clip corpus."""
+    batches of ``--batch``, BCE, Adam; ``--patches`` patches in one epoch, validated on the 34
+    validation clips of a 330-clip corpus."""
     from study.config import RunConfig
     from study.experiment import run_experiment
     from study.results import read_json
@@ -173,13 +147,8 @@ def tag(args: argparse.Namespace) -> dict:
 
     model, meta = load_pretrained("MTT_musicnn")
     audio = load_audio(args.audio)
-    tag_audio(audio, model, meta)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        tag_audio(audio, model, meta)
-        times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "clips_per_s": 1 / statistics.median(times)}
+    seconds = median_seconds(lambda: tag_audio(audio, model, meta), args.repeats)
+    return {"seconds": seconds, "clips_per_s": 1 / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:

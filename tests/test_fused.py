@@ -48,6 +48,17 @@ def fast_and_plain(name: str, samples: int, **model_fields):
     return fast, plain, audio, out_fast, out_plain
 
 
+def assert_evaluation_equal(fast, plain, audio) -> None:
+    """With the running statistics (eval mode), the fused path equals the plain operations."""
+    fast.eval()
+    plain.eval()
+    with torch.no_grad():
+        evaluated = fast(audio)
+        with plain_operations():
+            expected = plain(audio)
+    torch.testing.assert_close(evaluated, expected, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("name, samples, fields", [
     ("waveform", 20_000, SMALL), ("spectrogram", 20_000, SMALL), ("samplecnn", 59_049, {}),
     ("timbre_cnn", 48_000, {}), ("vgg", 48_000, {})])
@@ -60,13 +71,7 @@ def test_fused_models_equal_the_plain_operations_in_float64(name, samples, field
         torch.testing.assert_close(p_fast.grad, p_plain.grad, rtol=1e-7, atol=1e-9 * float(scale), msg=key)
     for b_fast, b_plain in zip(fast.buffers(), plain.buffers()):  # running statistics, batches tracked
         torch.testing.assert_close(b_fast, b_plain, rtol=1e-9, atol=1e-12)
-    fast.eval()
-    plain.eval()
-    with torch.no_grad():
-        evaluated = fast(audio)
-        with plain_operations():
-            expected = plain(audio)
-    torch.testing.assert_close(evaluated, expected, rtol=1e-9, atol=1e-9)
+    assert_evaluation_equal(fast, plain, audio)
 
 
 def test_ties_send_the_gradient_to_the_first_maximum_as_max_pool_does():
@@ -149,10 +154,4 @@ def test_one_clip_per_chunk_gives_the_same_outputs_and_gradients(name, monkeypat
     torch.testing.assert_close(out_fast, out_plain, rtol=1e-9, atol=1e-9)
     for p_fast, p_plain in zip(fast.parameters(), plain.parameters()):
         torch.testing.assert_close(p_fast.grad, p_plain.grad, rtol=1e-7, atol=1e-9)
-    fast.eval()
-    plain.eval()
-    with torch.no_grad():
-        evaluated = fast(audio)
-        with plain_operations():
-            expected = plain(audio)
-    torch.testing.assert_close(evaluated, expected, rtol=1e-9, atol=1e-9)
+    assert_evaluation_equal(fast, plain, audio)
