@@ -219,6 +219,15 @@ def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "result
     return csv_path, md_path
 
 
+def write_text(text: str, name: str, tables_dir: str | Path = "results/tables", *, caption: str = "") -> Path:
+    """``<tables_dir>/<name>.md``: sentences built from the tables (e.g. :func:`study.scaling.facts`)."""
+    folder = resolve_path(tables_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
+    path.write_text((f"{caption}\n\n" if caption else "") + text.rstrip() + "\n")
+    return path
+
+
 def save_figure(figure: plt.Figure, name: str, figures_dir: str | Path = "figures") -> tuple[Path, Path]:
     """``<figures_dir>/<name>.png`` and ``.pdf``, without creation dates, so equal results give equal files."""
     folder = resolve_path(figures_dir)

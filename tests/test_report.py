@@ -277,3 +277,8 @@ def test_figure3_without_runs_still_draws_the_papers_panels():
     empty = pd.DataFrame(columns=["model", "train_size", *report.METRICS])
     figure = report.plot_data_scale(empty, paper.TABLE1)
     assert len(figure.axes) == 6 and figure.legends  # the legend comes from the paper's panels
+
+
+def test_generated_sentences_are_written_under_their_caption(tmp_path):
+    path = report.write_text("- waveform ahead.\n\n", "facts", tmp_path / "tables", caption="What the runs show")
+    assert path.read_text() == "What the runs show\n\n- waveform ahead.\n"
