@@ -278,27 +278,14 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    run = Progress(learning_rate=cfg.learning_rate)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer_state"])
-        if state["scaler_state"]:  # empty when saved by a disabled scaler (CPU, MPS): an enabled one starts afresh
-            scaler.load_state_dict(state["scaler_state"])
-        run = Progress(**state["progress"])
-        run.learning_rate = run.learning_rate or cfg.learning_rate
-        set_rng_state(state["rng_state"])
-        if not run.finished:
-            run.interruptions += 1
-        if dist.is_main:
-            log(f"resuming {checkpoint_dir} after epoch {run.epoch} (best {selection} {run.best_metric:.4f} "
-                f"at epoch {run.best_epoch})" + (f": already finished ({run.stop_reason})" if run.finished else ""))
+    run = Progress(learning_rate=cfg.learning_rate) if state is None else _resume(state, optimizer, scaler, cfg)
+    if state is not None and dist.is_main:
+        log(f"resuming {checkpoint_dir} after epoch {run.epoch} (best {selection} {run.best_metric:.4f} "
+            f"at epoch {run.best_epoch})" + (f": already finished ({run.stop_reason})" if run.finished else ""))
 
     net = _wrap(model, device, dist)
-    sampler = DistributedSampler(train_data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
-    per_rank = len(sampler)
-    workers = loader_workers(cfg.num_workers, device, dist)
-    loader = DataLoader(train_data, batch_size=step_batch, sampler=sampler, num_workers=workers,
-                        pin_memory=device.type == "cuda",
-                        drop_last=per_rank > 1 and per_rank % step_batch == 1)  # no batch of 1 for batch norm
+    sampler, loader = _loader(train_data, step_batch, device, dist, cfg)
+    workers = loader.num_workers
     if dist.is_main:
         log(_header(model, config, device, amp, dist, selection, len(train_data), workers))
         warning = idle_gpu_warning() if device.type == "cpu" and cfg.device == "auto" else ""
@@ -342,18 +329,51 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
-    best = load_checkpoint(checkpoint_dir / BEST, map_location="cpu")
+    thresholds = _restore_best(model, checkpoint_dir / BEST, valid, tags, is_regression, dist)
+    return TrainResult(model=model, history=run.history, best_epoch=run.best_epoch, best_metric=run.best_metric,
+                       selection=selection, thresholds=thresholds, checkpoint_dir=checkpoint_dir,
+                       epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started,
+                       stop_reason=run.stop_reason, interruptions=run.interruptions, world_size=dist.world_size)
+
+
+def _loader(train_data: Dataset, step_batch: int, device: torch.device, dist: DistInfo,
+            cfg: TrainConfig) -> tuple[DistributedSampler, DataLoader]:
+    """(sampler, loader): this rank's shuffled share of the patches in batches of ``step_batch``."""
+    sampler = DistributedSampler(train_data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
+    per_rank = len(sampler)
+    loader = DataLoader(train_data, batch_size=step_batch, sampler=sampler,
+                        num_workers=loader_workers(cfg.num_workers, device, dist), pin_memory=device.type == "cuda",
+                        drop_last=per_rank > 1 and per_rank % step_batch == 1)  # no batch of 1 for batch norm
+    return sampler, loader
+
+
+def _resume(state: dict, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, cfg: TrainConfig) -> Progress:
+    """The optimiser, scaler, random streams and progress of a last.pt; a run that had not finished
+    counts one more interruption."""
+    optimizer.load_state_dict(state["optimizer_state"])
+    if state["scaler_state"]:  # empty when saved by a disabled scaler (CPU, MPS): an enabled one starts afresh
+        scaler.load_state_dict(state["scaler_state"])
+    run = Progress(**state["progress"])
+    run.learning_rate = run.learning_rate or cfg.learning_rate
+    set_rng_state(state["rng_state"])
+    if not run.finished:
+        run.interruptions += 1
+    return run
+
+
+def _restore_best(model: nn.Module, path: Path, valid: SongSet, tags: list[str], is_regression: np.ndarray,
+                  dist: DistInfo) -> dict:
+    """Load best.pt's weights into ``model``; its decision thresholds, tuned on its validation scores
+    once and stored in it."""
+    best = load_checkpoint(path, map_location="cpu")
     model.load_state_dict(best["model_state"])
     thresholds = best.get("thresholds")
     if thresholds is None:
         thresholds = tune_thresholds(valid.labels, best["valid_scores"].numpy(), tags, is_regression)
         if dist.is_main:
-            update_checkpoint(checkpoint_dir / BEST, thresholds=thresholds)
+            update_checkpoint(path, thresholds=thresholds)
     barrier(dist)
-    return TrainResult(model=model, history=run.history, best_epoch=run.best_epoch, best_metric=run.best_metric,
-                       selection=selection, thresholds=thresholds, checkpoint_dir=checkpoint_dir,
-                       epochs_run=run.epoch - first_epoch + 1, seconds=time.perf_counter() - started,
-                       stop_reason=run.stop_reason, interruptions=run.interruptions, world_size=dist.world_size)
+    return thresholds
 
 
 def _save_epoch(folder: Path, common: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
