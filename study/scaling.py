@@ -25,7 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from study.metrics import METRICS, _bootstrap_overall, centred_interval, resample_weights
-from study.report import fit_line
+from study.report import LOWER_IS_BETTER, fit_line
 from study.results import load_curves, load_predictions, read_json, run_path
 
 FRONT_ENDS = ("waveform", "spectrogram")
@@ -317,7 +317,7 @@ def plot_learning_curves(curves: pd.DataFrame, *, metrics: Iterable[str] = ("val
 
 
 def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 180), *, jobs: int = 1,
-                    patience: int = 5) -> pd.DataFrame:
+                    patience: int = 5, study_runs: int | None = None) -> pd.DataFrame:
     """What a wall-time budget for the whole study would have bought, read off the stored learning curves.
 
     Each of the study's network runs gets an equal share of ``budget`` minutes x ``jobs`` parallel runs;
@@ -326,7 +326,9 @@ def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 18
     of the kept epochs, and how many runs would still have been improving (kept epoch within the last
     ``patience`` finished), i.e. would measure the budget.  The rows with ``as_run`` are the runs as
     they ran, to convergence; their minutes are the study's measured training wall time (epoch seconds
-    summed over runs / ``jobs``).  Testing and data preparation are not counted.
+    summed over runs / ``jobs``).  Testing and data preparation are not counted.  ``study_runs`` is the
+    number of network runs the budget is shared among, the whole grid's when only part of it is stored
+    (default: the stored runs).
     """
     columns = ["budget_minutes", "as_run", "model", "train_size", "n_runs", "epochs_median", "valid_roc_auc",
                "valid_pr_auc", "still_improving"]
@@ -334,7 +336,7 @@ def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 18
         return pd.DataFrame(columns=columns)
     curves = curves.sort_values(["run_id", "epoch"]).copy()
     curves["elapsed"] = curves.groupby("run_id")["seconds"].cumsum()
-    n_runs = curves["run_id"].nunique()
+    n_runs = max(study_runs or 0, curves["run_id"].nunique())
     measured = curves.groupby("run_id")["seconds"].sum().sum() / max(jobs, 1) / 60
     rows = []
     for budget in [*budgets, None]:
@@ -363,11 +365,13 @@ def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 18
 
 
 def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossings: pd.DataFrame,
-          records: pd.DataFrame, *, confidence: float = 0.95) -> str:
+          records: pd.DataFrame, *, confidence: float = 0.95, paper_fits: pd.DataFrame | None = None) -> str:
     """What the stored runs show, as markdown sentences built from the tables (no number typed in).
 
     Per size: which front-end is ahead in ROC-AUC and PR-AUC and whether the paired interval
-    excludes zero; the slopes and the crossover; the baseline where it was trained; convergence.
+    excludes zero; the slopes and the crossover; the baseline where it was trained; convergence;
+    and, given the lines fitted to the paper's Table 1 (``report.data_scale_fits``), whether the
+    runs agree with the paper about which front-end gains more from data.
     """
     level = f"{100 * confidence:.0f} %"
     lines = []
@@ -388,6 +392,8 @@ def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossi
             f"{row.where}, at {row.crossover:,.0f} clips ([{row.crossover_lo:,.0f}, {row.crossover_hi:,.0f}])"
         lines.append(f"- {row.metric.replace('_', '-').upper()} lines of {row.a} and {row.b}: {where}; the steeper "
                      f"is {row.better_with_more_data}'s.")
+    if paper_fits is not None:
+        lines += _paper_agreement(crossings, paper_fits)
     baseline = cells[cells["model"] == BASELINE]
     for row in baseline.itertuples():
         best = cells[(cells["train_size"] == row.train_size) & cells["model"].isin(FRONT_ENDS)]
@@ -403,11 +409,64 @@ def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossi
     return "\n".join(lines)
 
 
+def _paper_agreement(crossings: pd.DataFrame, paper_fits: pd.DataFrame) -> list[str]:
+    """One sentence per AUC: the paper's steeper front-end against ours, said plainly when they differ."""
+    lines = []
+    paper = paper_fits[paper_fits["source"].str.startswith("paper") & paper_fits["model"].isin(FRONT_ENDS)]
+    for row in crossings[crossings["metric"].isin(PERCENT)].itertuples():
+        theirs = paper[(paper["metric"] == row.metric)].dropna(subset=["slope_per_decade"])
+        if len(theirs) < 2:
+            continue
+        steeper = theirs.loc[theirs["slope_per_decade"].idxmax(), "model"]
+        name = row.metric.replace("_", "-").upper()
+        if row.where.startswith("not placed"):
+            verdict = "here the two slopes cannot be told apart, so these runs neither confirm nor contradict it"
+        elif row.better_with_more_data == steeper:
+            verdict = f"here too ({row.better_with_more_data}), as in the paper"
+        else:
+            verdict = (f"here it is the {row.better_with_more_data}'s: on this corpus the runs disagree with the "
+                       f"paper")
+        lines.append(f"- The paper's Table 1: the {steeper} {name} line is the steeper; {verdict}.")
+    return lines
+
+
+def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95) -> str:
+    """The loss ablation's verdict on the default preset's loss, as markdown sentences built from the paired
+    table (:func:`contrasts` with ``vary="loss"``): every other loss minus the default, per front-end and
+    metric, and whether any beats it with an interval that excludes zero."""
+    level = f"{100 * confidence:.0f} %"
+    lines, better, worse = [], [], []
+    for row in pairs.itertuples():
+        if default not in (row.a, row.b) or row.a == row.b:
+            continue
+        other, sign = (row.a, 1.0) if row.b == default else (row.b, -1.0)  # oriented as other - default
+        diff = sign * row.difference
+        low, high = sorted((sign * row.difference_lo, sign * row.difference_hi))
+        gain = -diff if row.metric in LOWER_IS_BETTER else diff  # > 0: the other loss is better
+        sure = low > 0 or high < 0
+        name = row.metric.replace("_", "-").upper().replace("RMSE", "√MSE")
+        digits = 4 if row.metric in LOWER_IS_BETTER else 2
+        said = ("better" if gain > 0 else "worse") if sure else "not told apart"
+        lines.append(f"- {row.model}, {name}: {other} − {default} = {diff:+.{digits}f} ({level} interval "
+                     f"[{low:.{digits}f}, {high:.{digits}f}], p = {row.p:.3f}): {said}.")
+        if sure:
+            (better if gain > 0 else worse).append(f"{other} ({row.model}, {name})")
+    if not lines:
+        return ""
+    if better:
+        lines.append(f"- **The stored runs favour another loss** where the interval excludes zero: "
+                     f"{', '.join(better)}. The default `{default}` should be revisited.")
+    else:
+        lines.append(f"- **No other loss beats `{default}`** with an interval that excludes zero"
+                     + (f"; it is beaten by `{default}` in {', '.join(worse)}." if worse else "."))
+    return "\n".join(lines)
+
+
 def capped_runs(records: pd.DataFrame) -> list[str]:
     """Run ids that measure the cap, not the model (for a visible flag in reports)."""
     return list(records.loc[records["capped_while_improving"], "run_id"])
 
 
-__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "budget_tradeoff", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves",
+__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "budget_tradeoff", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves", "loss_reading",
            "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
            "training_records"]

@@ -301,3 +301,14 @@ def test_every_report_of_the_default_study_runs_before_any_result_exists(tmp_pat
     assert set(table["source"]) == {"paper (Table 1)"}
     assert (tmp_path / "figures" / "fig3_data_scale.pdf").is_file()
     assert (tmp_path / "results" / "tables" / "table2_mtt_waveform.md").is_file()
+
+
+@pytest.mark.slow
+def test_the_loss_ablation_report_runs_before_any_result_exists(tmp_path):
+    """The loss report on an empty store: no failure, empty tables, and a choice that says nothing is stored."""
+    summary = batch.run_reports(REPO / "grids" / "loss.yaml", results_dir=tmp_path / "results",
+                                figures_dir=tmp_path / "figures")
+    assert summary.ok, summary.failed
+    tables = tmp_path / "results" / "tables" / "loss"
+    assert pd.read_csv(tables / "loss_ablation.csv").empty
+    assert (tables / "loss_choice.md").is_file()

@@ -22,7 +22,7 @@ import soundfile
 
 from study.cli import main
 from study.config import RunConfig
-from study.experiment import checkpoint_dir
+from study.experiment import checkpoint_dir, shared_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -31,7 +31,7 @@ COMMAND = re.compile(r"^(study|\.venv/bin/study|python -m study|python|make|torc
 STUDY = re.compile(r"^(\.venv/bin/study|python -m study)(?= |$)")
 
 NOT_RUN = {
-    "make study": "the whole default study: minutes to skip its committed runs, 17 to redo them",
+    "make study": "the whole default study: hours to train the runs that are not committed",
     "make study TORCH_SPEC=torch": "installs torch's CUDA build from the network",
     "make test": "this test suite",
     "make smoke": "trains the smoke study (two minutes); tests/test_batch.py runs it end to end",
@@ -41,7 +41,9 @@ NOT_RUN = {
     "make": "the tool's name in prose, not a command",
     "study train": "the command's name in prose; its examples are listed here",
     "study tag": "the command's name in prose; its examples are listed here",
-    "study run --results-dir my-results --figures-dir my-figures": "retrains the whole default study (17 minutes)",
+    "study batch grids/default.yaml --dry-run": "measures each model's training speed here (a minute or two); "
+                                                "tests/test_estimate.py checks the estimate",
+    "python tools/share_checkpoints.py grids/default.yaml": "copies checkpoints that only a trained cache holds",
     "study train --preset default --model waveform --train_size 300 --seed 1":
         "trains a model for minutes unless results/runs already holds this run",
     "study evaluate --preset default --model waveform --train_size 300 --seed 1 --whole_clip true":
@@ -94,13 +96,18 @@ def test_the_tagging_section_leads_with_a_pretrained_tagger():
 
 
 def test_the_checkpoint_path_is_where_study_train_writes():
-    """The README's `--checkpoint cache/<preset>/checkpoints/<run-id>/best.pt` is study train's layout."""
-    for command in COMMANDS:
-        if "--checkpoint" in command:
-            path = shlex.split(command)[shlex.split(command).index("--checkpoint") + 1]
-            cfg = RunConfig.from_flat("default")
-            expected = checkpoint_dir(cfg).relative_to(REPO) / "best.pt"
-            assert path == str(expected).replace(cfg.run_id, "<run-id>")
+    """The README's `--checkpoint cache/<preset>/checkpoints/<run-id>/best.pt` is study train's layout, and a
+    committed checkpoint it names is where share_checkpoint puts it, and is there."""
+    cfg = RunConfig.from_flat("default")
+    written = str(checkpoint_dir(cfg).relative_to(REPO) / "best.pt").replace(cfg.run_id, "<run-id>")
+    paths = [shlex.split(command)[shlex.split(command).index("--checkpoint") + 1]
+             for command in COMMANDS if "--checkpoint" in command]
+    assert written in paths
+    for path in paths:
+        if path != written:
+            run_id = Path(path).parent.name
+            assert path == str(shared_checkpoint("results", run_id).relative_to(REPO))
+            assert (REPO / path).is_file(), f"{path}: the README names a checkpoint that is not committed"
 
 
 @pytest.fixture
@@ -120,8 +127,12 @@ def fresh_folder(tmp_path, monkeypatch):
 def test_readme_command_runs_as_written(command, fresh_folder, capsys):
     if "--pretrained" in command and importlib.util.find_spec("musicnn") is None:
         pytest.skip("the musicnn weights are not installed (pip install --no-deps musicnn)")
+    arguments = shlex.split(command)[1:]
+    if "--checkpoint" in arguments:  # a committed checkpoint, named relative to the repository
+        where = arguments.index("--checkpoint") + 1
+        arguments[where] = str(REPO / arguments[where])
     try:
-        status = main(shlex.split(command)[1:])
+        status = main(arguments)
     except SystemExit as exit_:  # --help
         status = exit_.code
     out, err = capsys.readouterr()
@@ -138,3 +149,14 @@ def test_the_study_command_starts_in_a_fresh_process():
     done = subprocess.run([sys.executable, "-m", "study", "--help"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "tag" in done.stdout
+
+
+def test_every_generated_block_of_the_readme_equals_its_file():
+    """Tables the README shows from results/ (tools/readme_tables.py) are the files' current content."""
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "tools" / "readme_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    found = tables.blocks(README.read_text())
+    assert found, "the README shows no generated table"
+    for path, body in found:
+        assert body == (REPO / path).read_text(), f"{path} changed: run python tools/readme_tables.py"

@@ -170,6 +170,9 @@ def test_a_budget_keeps_the_best_epoch_finished_inside_each_runs_share():
     assert roomy["still_improving"] == 0 and not roomy["as_run"]
     assert as_run["budget_minutes"] == pytest.approx(10.0)
     assert roomy["valid_roc_auc"] == pytest.approx(as_run["valid_roc_auc"]) == pytest.approx(100 * (0.5 + 0.04 * 6.5))
+    # the same two runs stored of a grid of 4: the budget is shared 4 ways, 2 epochs each
+    shared = scaling.budget_tradeoff(pd.DataFrame(rows), budgets=(4,), jobs=2, patience=3, study_runs=4)
+    assert shared[~shared["as_run"]].iloc[0]["epochs_median"] == 2
 
 
 def test_learning_curves_can_be_faceted_by_model_and_coloured_by_loss():
@@ -180,3 +183,40 @@ def test_learning_curves_can_be_faceted_by_model_and_coloured_by_loss():
     titles = sorted(ax.get_title() for ax in figure.axes if ax.get_title())
     assert titles == ["spectrogram", "waveform"]
     assert all(len(ax.collections) == 2 for ax in figure.axes)  # the kept epoch of each loss, one dot colour each
+
+
+def test_the_reading_says_plainly_whether_the_runs_agree_with_the_paper():
+    crossings = pd.DataFrame([
+        {"metric": "roc_auc", "where": "inside the trained range", "better_with_more_data": "spectrogram"},
+        {"metric": "pr_auc", "where": "not placed: the slopes cannot be told apart", "better_with_more_data": "waveform"},
+    ])
+    paper = pd.DataFrame([
+        {"source": "paper (Table 1)", "metric": metric, "model": model, "slope_per_decade": slope}
+        for metric in ("roc_auc", "pr_auc") for model, slope in (("waveform", 2.0), ("spectrogram", 1.0))])
+    sentences = scaling._paper_agreement(crossings, paper)
+    assert len(sentences) == 2
+    assert "waveform ROC-AUC line is the steeper" in sentences[0] and "disagree with the paper" in sentences[0]
+    assert "neither confirm nor contradict" in sentences[1]
+    crossings.loc[0, "better_with_more_data"] = "waveform"
+    assert "as in the paper" in scaling._paper_agreement(crossings, paper)[0]
+
+
+def test_the_loss_reading_orients_every_difference_against_the_default_and_gives_a_verdict():
+    pairs = pd.DataFrame([
+        # bce - per_kind: per_kind is 0.5 points worse in ROC-AUC, surely
+        {"model": "waveform", "a": "bce", "b": "per_kind", "metric": "roc_auc", "difference": 0.5,
+         "difference_lo": 0.2, "difference_hi": 0.8, "p": 0.001},
+        # mse - bce √MSE: lower is better, so mse is better, but the interval crosses zero
+        {"model": "waveform", "a": "mse", "b": "bce", "metric": "rmse", "difference": -0.002,
+         "difference_lo": -0.004, "difference_hi": 0.001, "p": 0.2},
+        {"model": "waveform", "a": "mse", "b": "per_kind", "metric": "roc_auc", "difference": 9.0,
+         "difference_lo": 8.0, "difference_hi": 10.0, "p": 0.0},  # the default is not in this pair
+    ])
+    reading = scaling.loss_reading(pairs, "bce").splitlines()
+    assert len(reading) == 3
+    assert "per_kind − bce = -0.50" in reading[0] and "[-0.80, -0.20]" in reading[0] and reading[0].endswith("worse.")
+    assert "mse − bce = -0.0020" in reading[1] and "not told apart" in reading[1]
+    assert "No other loss beats `bce`" in reading[2] and "per_kind (waveform, ROC-AUC)" in reading[2]
+    pairs.loc[0, ["difference", "difference_lo", "difference_hi"]] = [-0.5, -0.8, -0.2]
+    assert "favour another loss" in scaling.loss_reading(pairs, "bce")
+    assert scaling.loss_reading(pairs.iloc[0:0], "bce") == ""
