@@ -22,6 +22,10 @@ Suites (``--suites``, default all but ``tag``, which needs a TensorFlow interpre
 
     python benchmarks/bench_speed.py --suites train,paper,samplecnn --repeats 3
     python benchmarks/bench_speed.py --suites tag --tf-python /tmp/tfenv/bin/python
+
+With ``--json``, the rows are written after every suite, so a run stopped part-way keeps the suites
+it finished; ``--from-log LOG --json FILE`` writes the comparisons a stopped run printed (each
+pair's figures, as its log shows them) without measuring anything again.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -147,21 +152,27 @@ def paper_suite(old: Path, repeats: int) -> list[dict]:
     return rows
 
 
-def samplecnn_suite(old: Path, work: Path, repeats: int) -> list[dict]:
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
+def samplecnn_suite(old: Path, work: Path, repeats: int, threads: int = 2) -> list[dict]:
+    n = str(threads)
     ours = Side("study", probe("samplecnn", "--work", str(work / "samplecnn"), "--patches", "320", "--batch", "16",
-                               "--threads", "2"), threads=2)
+                               "--threads", n), threads=threads)
     peer = Side("peer", [sys.executable, str(ROOT / "benchmarks" / "peer_samplecnn.py"), "--work",
-                         str(work / "peer"), "--patches", "320", "--batch", "16", "--threads", "2"], threads=2)
-    older = Side("old", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", "2"),
-                 tree=old, threads=2)
-    newer = Side("new", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", "2"),
-                 threads=2)
-    return [compare("SampleCNN end to end, study vs sota-music-tagging-models (batch 16, 2 threads)", ours, peer,
-                    repeats),
-            compare("SampleCNN training step, new vs old (batch 16, 2 threads)", newer, older, repeats)]
+                         str(work / "peer"), "--patches", "320", "--batch", "16", "--threads", n], threads=threads)
+    older = Side("old", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", n),
+                 tree=old, threads=threads)
+    newer = Side("new", probe("step", "--model", "samplecnn", "--batch", "16", "--steps", "10", "--threads", n),
+                 threads=threads)
+    return [compare(f"SampleCNN end to end, study vs sota-music-tagging-models (batch 16, {_threads(threads)})", ours, peer, repeats),
+            compare(f"SampleCNN training step, new vs old (batch 16, {_threads(threads)})",
+                    newer, older, repeats)]
 
 
-def tag_suite(old: Path, work: Path, repeats: int, tf_python: str) -> list[dict]:
+def tag_suite(old: Path, work: Path, repeats: int, tf_python: str, threads: int = 2) -> list[dict]:
+    n = str(threads)
     song = work / "song30.wav"  # 30 s of orchestral-like harmonic tones with noise, 16 kHz
     t = np.arange(30 * 16000) / 16000
     rng = np.random.default_rng(30)
@@ -170,23 +181,23 @@ def tag_suite(old: Path, work: Path, repeats: int, tf_python: str) -> list[dict]
     soundfile.write(song, (0.1 * signal + 0.02 * rng.standard_normal(t.size)).astype(np.float32), 16000,
                     subtype="PCM_16")
     rows = []
-    warm = ["tag", "--audio", str(song), "--repeats", "5", "--threads", "2"]
-    rows.append(compare("tag 30 s, warm: new vs old", Side("new", probe(*warm), threads=2, key="seconds"),
-                        Side("old", probe(*warm), tree=old, threads=2, key="seconds"), repeats, higher_is_better=False))
+    warm = ["tag", "--audio", str(song), "--repeats", "5", "--threads", n]
+    rows.append(compare(f"tag 30 s, warm: new vs old ({_threads(threads)})", Side("new", probe(*warm), threads=threads, key="seconds"),
+                        Side("old", probe(*warm), tree=old, threads=threads, key="seconds"), repeats, higher_is_better=False))
     if tf_python:
-        peer = [tf_python, str(ROOT / "benchmarks" / "peer_musicnn.py"), str(song), "--repeats", "5", "--threads", "2"]
+        peer = [tf_python, str(ROOT / "benchmarks" / "peer_musicnn.py"), str(song), "--repeats", "5", "--threads", n]
         for key in ("batched", "inference", "extractor"):
-            rows.append(compare(f"tag 30 s, warm: study vs musicnn TF ({key})",
-                                Side("study", probe(*warm), threads=2, key="seconds"),
-                                Side("musicnn-tf", peer, threads=2, key=key), repeats, higher_is_better=False))
+            rows.append(compare(f"tag 30 s, warm: study vs musicnn TF ({key}, {_threads(threads)})",
+                                Side("study", probe(*warm), threads=threads, key="seconds"),
+                                Side("musicnn-tf", peer, threads=threads, key=key), repeats, higher_is_better=False))
         cold_ours = [sys.executable, "-m", "study", "tag", str(song), "--pretrained", "MTT_musicnn", "--output",
                      str(work / "tags.json")]
         cold_peer = [tf_python, "-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; "
                      "os.environ['TF_USE_LEGACY_KERAS']='1'; from musicnn.extractor import extractor; "
                      f"extractor({str(song)!r}, model='MTT_musicnn', extract_features=False)"]
-        rows.append(compare("tag 30 s, whole command: study tag vs musicnn extractor",
-                            Side("study", cold_ours, threads=2, key="wall"),
-                            Side("musicnn-tf", cold_peer, threads=2, key="wall"), repeats, higher_is_better=False))
+        rows.append(compare(f"tag 30 s, whole command: study tag vs musicnn extractor ({_threads(threads)})",
+                            Side("study", cold_ours, threads=threads, key="wall"),
+                            Side("musicnn-tf", cold_peer, threads=threads, key="wall"), repeats, higher_is_better=False))
     return rows
 
 
@@ -195,26 +206,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", default="train,paper,samplecnn", help="comma-separated: train, paper, samplecnn, tag")
     parser.add_argument("--baseline", default=BASELINE_REVISION, help="the older commit (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs per comparison")
+    parser.add_argument("--threads", type=int, default=2, help="threads of each side in the samplecnn and tag suites")
     parser.add_argument("--tf-python", default="", help="an interpreter with TensorFlow and musicnn (tag suite)")
-    parser.add_argument("--json", default="", help="also write the rows to this file")
+    parser.add_argument("--json", default="", help="also write the rows to this file (and a .md beside it)")
+    parser.add_argument("--from-log", default="", help="a stopped run's printed output: write its finished rows")
     args = parser.parse_args(argv)
     suites = args.suites.split(",")
+    if args.from_log:
+        command, rows = rows_from_log(Path(args.from_log).read_text())
+        write_rows(args.json or Path(args.from_log).with_suffix(".json"), rows, args.baseline,
+                   f"{command} (stopped part-way; the comparisons it finished)")
+        return 0
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
           f"baseline {args.baseline}; command: python benchmarks/bench_speed.py {' '.join(argv or sys.argv[1:])}",
           flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-speed-"))
     old = baseline_tree(args.baseline, work / "baseline")
     rows: list[dict] = []
+    command = "python benchmarks/bench_speed.py " + " ".join(argv or sys.argv[1:])
+
+    def keep(found: list[dict]) -> None:
+        rows.extend(found)
+        if args.json:
+            write_rows(args.json, rows, args.baseline, command)
+
     try:
         if "train" in suites:
-            rows += train_suite(old, work, args.repeats)
-            rows += profile_rows(old, args.repeats)
+            keep(train_suite(old, work, args.repeats))
+            keep(profile_rows(old, args.repeats))
         if "paper" in suites:
-            rows += paper_suite(old, args.repeats)
+            keep(paper_suite(old, args.repeats))
         if "samplecnn" in suites:
-            rows += samplecnn_suite(old, work, args.repeats)
+            keep(samplecnn_suite(old, work, args.repeats, args.threads))
         if "tag" in suites:
-            rows += tag_suite(old, work, args.repeats, args.tf_python)
+            keep(tag_suite(old, work, args.repeats, args.tf_python, args.threads))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -222,13 +247,52 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row['comparison']:<78} {row['new_median']:>10.4g} {row['old_median']:>10.4g} "
               f"{row['ratio_median']:>6.2f}x  {row['ratios']}  ({row['new']} vs {row['old']}, {row['unit']})")
-    if args.json:
-        machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-                   "python": platform.python_version(), "torch": _torch_version(), "baseline": args.baseline,
-                   "date": time.strftime("%Y-%m-%d"), "command": "python benchmarks/bench_speed.py " + " ".join(argv or sys.argv[1:])}
-        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-        Path(args.json).with_suffix(".md").write_text(markdown(machine, rows))
     return 0
+
+
+def write_rows(path: str | Path, rows: list[dict], baseline: str, command: str) -> None:
+    """The rows as JSON at ``path`` and as a markdown table beside it, under the machine and the command."""
+    machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+               "python": platform.python_version(), "torch": _torch_version(), "baseline": baseline,
+               "date": time.strftime("%Y-%m-%d"), "command": command}
+    Path(path).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    Path(path).with_suffix(".md").write_text(markdown(machine, rows))
+
+
+PAIR_LINE = re.compile(r"^  (?P<name>.+): (?P<first>\S+) (?P<a>[-+.\deE]+)  (?P<second>\S+) (?P<b>[-+.\deE]+)$")
+PROFILE_LINE = re.compile(r"^  profile (?P<model>\S+) (?P<label>new|old): [\d.]+ GFLOP per step at [\d.]+ GFLOP/s, "
+                          r"(?P<percent>[\d.]+) % of the [\d.]+ GFLOP/s matrix product; (?P<top>.*)$")
+
+
+def rows_from_log(text: str) -> tuple[str, list[dict]]:
+    """(command, rows) of a run's printed output: every pair :func:`compare` printed, grouped into its
+    comparison's row, and the profile's summary lines (their medians; the per-pair ratios are not printed)."""
+    lines = text.splitlines()
+    command = lines[0].split("command: ", 1)[-1] if lines else ""
+    pairs: dict[str, list] = {}
+    profiles: dict[str, dict] = {}
+    for line in lines[1:]:
+        if (found := PROFILE_LINE.match(line)):
+            profiles.setdefault(found["model"], {})[found["label"]] = (float(found["percent"]), found["top"])
+        elif (found := PAIR_LINE.match(line)):
+            pairs.setdefault(found["name"], []).append((found["first"], float(found["a"]), found["second"],
+                                                        float(found["b"])))
+    rows = []
+    for name, found in pairs.items():
+        faster = not name.startswith("tag")  # tagging compares seconds, the rest clips per second
+        ratios = [a / b if faster else b / a for _, a, _, b in found]
+        rows.append({"comparison": name, "new": found[0][0], "old": found[0][2],
+                     "unit": "clips/s" if faster else "s",
+                     "new_median": statistics.median(a for _, a, _, _ in found),
+                     "old_median": statistics.median(b for _, _, _, b in found),
+                     "ratio_median": statistics.median(ratios), "ratios": [round(r, 3) for r in ratios]})
+    for model, sides in profiles.items():
+        if {"new", "old"} <= set(sides):
+            (new, top_new), (old, top_old) = sides["new"], sides["old"]
+            rows.append({"comparison": f"step {model} (default preset, batch 32, 1 thread): % of matmul peak",
+                         "new": "new", "old": "old", "unit": "% of peak", "new_median": new, "old_median": old,
+                         "ratio_median": new / old, "ratios": [], "top_new": top_new, "top_old": top_old})
+    return command, rows
 
 
 def _torch_version() -> str:

@@ -458,7 +458,7 @@ def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95)
                      f"{', '.join(better)}. The default `{default}` should be revisited.")
     else:
         lines.append(f"- **No other loss beats `{default}`** with an interval that excludes zero"
-                     + (f"; it is beaten by `{default}` in {', '.join(worse)}." if worse else "."))
+                     + (f"; `{default}` is the better of the two in {', '.join(worse)}." if worse else "."))
     return "\n".join(lines)
 
 

@@ -65,6 +65,9 @@ NOT_RUN = {
         "needs a checkpoint written by `study train`",
     "torchrun": "the launcher's name in prose",
     "python benchmarks/gpu_check.py": "needs a GPU machine",
+    "python benchmarks/bench_speed.py": "the speed benchmark (about an hour)",
+    "python tools/readme_tables.py": "rewrites the README; test_every_generated_block_of_the_readme_equals_its_file "
+                                     "checks its blocks",
 }
 
 
