@@ -284,6 +284,7 @@ def replace_if_changed(executed: Path, output: Path) -> bool:
         executed.unlink(missing_ok=True)
         return False
     fresh.metadata.get("papermill", {})["output_path"] = str(output)  # papermill recorded the temporary name
+    fresh = without_machine_paths(fresh)
     try:
         unchanged = _without_clocks(nbformat.read(output, as_version=4)) == _without_clocks(fresh)
     except (OSError, ValueError):  # no earlier copy, or not a notebook
@@ -294,6 +295,17 @@ def replace_if_changed(executed: Path, output: Path) -> bool:
     nbformat.write(fresh, executed)
     os.replace(executed, output)
     return True
+
+
+def without_machine_paths(notebook):
+    """The notebook with this checkout's location cut from every path it prints or records (a figure's
+    path, papermill's input and output, a warning's source file), so that an executed notebook is the
+    same wherever the repository lies and publishes no machine's layout."""
+    import nbformat
+
+    root = str(REPOSITORY_ROOT.resolve()) + os.sep
+    text = nbformat.writes(notebook)
+    return nbformat.reads(text.replace(root, ""), as_version=4) if root in text else notebook
 
 
 def _without_clocks(notebook) -> str:

@@ -423,8 +423,9 @@ def _draw_metric(ax: plt.Axes, points: pd.DataFrame, metric: str, *, confidence:
                     capsize=3, markersize=4, label=MODEL_NAMES[model])
         if "capped_while_improving" in mine:  # a run that measures its epoch cap, not the model: flagged
             capped = mine[mine["capped_while_improving"].fillna(False).astype(bool)]
-            ax.scatter(capped["train_size"], capped[metric], s=40, marker="x", color="red",
-                       label="capped while still improving")
+            if len(capped):
+                ax.scatter(capped["train_size"], capped[metric], s=40, marker="x", color="red",
+                           label="capped while still improving")
         if fits[model] is not None and span is not None:
             ax.plot(span, fits[model].predict(span), color=color, linewidth=1.2)
             if bands:
@@ -432,6 +433,7 @@ def _draw_metric(ax: plt.Axes, points: pd.DataFrame, metric: str, *, confidence:
                 if np.isfinite(low).all():
                     ax.fill_between(span, low, high, color=color, alpha=0.15, linewidth=0)
     if span is not None:
+        ax.set_xlim(span[0], span[-1])  # explicit: a single trained size leaves log autoscaling nothing to span
         trained = np.unique(sizes)
         ax.set_xticks(trained, [_size_label(size) for size in trained])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -365,3 +365,18 @@ def test_a_rerun_notebook_is_left_untouched_unless_its_content_changed(tmp_path)
     assert batch.execute_notebook(notebook, output, {"size": 3}).error is None
     assert "6" in "".join(nbformat.read(output, as_version=4).cells[-1].outputs[0].text)
     assert sorted(path.name for path in output.parent.iterdir()) == ["report.ipynb"]  # no temporary copy left
+
+
+def test_an_executed_notebook_names_no_path_of_this_machine(tmp_path, monkeypatch):
+    """A notebook that prints a path inside the checkout (a saved figure, papermill's own records) is kept
+    with that path relative to the repository, as it would read in any clone."""
+    root = tmp_path / "clone"
+    monkeypatch.setattr(batch, "REPOSITORY_ROOT", root)
+    figure = root / "figures" / "fig.png"
+    notebook = write_notebook(tmp_path / "report.ipynb", "size = 1  # count", f"print({str(figure)!r})")
+    output = root / "results" / "notebooks" / "report.ipynb"
+    assert batch.execute_notebook(notebook, output, {"size": 2}).error is None
+    text = output.read_text()
+    assert str(root) not in text
+    assert "figures/fig.png" in "".join(nbformat.read(output, as_version=4).cells[-1].outputs[0].text)
+    assert nbformat.read(output, as_version=4).metadata.papermill.output_path == "results/notebooks/report.ipynb"
