@@ -219,4 +219,6 @@ def test_the_loss_reading_orients_every_difference_against_the_default_and_gives
     assert "No other loss beats `bce`" in reading[2] and "per_kind (waveform, ROC-AUC)" in reading[2]
     pairs.loc[0, ["difference", "difference_lo", "difference_hi"]] = [-0.5, -0.8, -0.2]
     assert "favour another loss" in scaling.loss_reading(pairs, "bce")
+    spectrogram = pairs.iloc[[0]].assign(model="spectrogram", difference=0.5, difference_lo=0.2, difference_hi=0.8)
+    assert "The runs disagree" in scaling.loss_reading(pd.concat([pairs, spectrogram]), "bce")
     assert scaling.loss_reading(pairs.iloc[0:0], "bce") == ""
