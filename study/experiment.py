@@ -240,10 +240,11 @@ def evaluate_pretrained(name: str, cfg: RunConfig, *, device: torch.device | str
     reported = meta["reported"]  # the package's own experiment.result, stored beside ours
     print(f"{name}: musicnn's experiment.result gives ROC-AUC {reported.get('roc_auc', float('nan')):.4f}, "
           f"PR-AUC {reported.get('pr_auc', float('nan')):.4f} on its own test set")
-    musicnn_protocol = {"aggregation": "mean", "patch_frames": pretrained.PATCH_FRAMES, "hop_frames": pretrained.PATCH_FRAMES,
-                "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
-                "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
-                "output": "sigmoid probabilities", "pretrained": name}
+    musicnn_protocol = {"aggregation": "mean", "patch_frames": pretrained.PATCH_FRAMES,
+                        "hop_frames": pretrained.PATCH_FRAMES,
+                        "spectrogram": "whole clip, then cut into patches (musicnn's extractor)",
+                        "trailing_partial_window": "dropped; a clip shorter than a patch is zero-padded to one",
+                        "output": "sigmoid probabilities", "pretrained": name}
     return record_run(results_dir, run_cfg.run_id, config=run_cfg, collection=collection, test_ids=test_ids,
                       scores=scores, protocol=musicnn_protocol, timings=timings, extra_metrics={"reported": reported})
 

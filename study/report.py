@@ -213,10 +213,9 @@ def write_table(table: pd.DataFrame, name: str, tables_dir: str | Path = "result
     """``<tables_dir>/<name>.csv`` (numbers) and ``.md`` (mean ± sd, for reading); see :mod:`study.paths`."""
     folder = resolve_path(tables_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    csv_path = folder / f"{name}.csv"
     table.to_csv(csv_path, index=False)
-    md_path.write_text((f"{caption}\n\n" if caption else "") + to_markdown(table))
-    return csv_path, md_path
+    return csv_path, write_text(to_markdown(table), name, folder, caption=caption)
 
 
 def write_text(text: str, name: str, tables_dir: str | Path = "results/tables", *, caption: str = "") -> Path:

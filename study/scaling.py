@@ -450,23 +450,24 @@ def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95)
         lines.append(f"- {row.model}, {name}: {other} − {default} = {diff:+.{digits}f} ({level} interval "
                      f"[{low:.{digits}f}, {high:.{digits}f}], p = {row.p:.3f}): {said}.")
         if sure:
-            (better if gain > 0 else worse).append(f"{other} ({row.model}, {name})")
+            (better if gain > 0 else worse).append((other, f"{other} ({row.model}, {name})"))
     if not lines:
         return ""
-    beaten = {entry.split(" (")[0] for entry in worse}  # losses the default beats somewhere
-    winners = [entry for entry in better if entry.split(" (")[0] not in beaten]
-    mixed = [entry for entry in better if entry.split(" (")[0] in beaten]
+    beaten = {loss for loss, _ in worse}  # losses the default beats somewhere
+    winners = [label for loss, label in better if loss not in beaten]
+    mixed = [label for loss, label in better if loss in beaten]
+    losers = ", ".join(label for _, label in worse)
     if winners:
         lines.append(f"- **The stored runs favour another loss** where the interval excludes zero, and it loses "
                      f"nowhere: {', '.join(winners)}. The default `{default}` should be revisited.")
     elif mixed:
         lines.append(f"- **The runs disagree**: the same loss is better in {', '.join(mixed)} but worse in "
-                     f"{', '.join(worse)}. Such opposite verdicts are what a rerun's variation looks like when "
+                     f"{losers}. Such opposite verdicts are what a rerun's variation looks like when "
                      f"the intervals cover test clips only: the default `{default}` stays until the grid's seeds "
                      f"decide.")
     else:
         lines.append(f"- **No other loss beats `{default}`** with an interval that excludes zero"
-                     + (f"; `{default}` is the better of the two in {', '.join(worse)}." if worse else "."))
+                     + (f"; `{default}` is the better of the two in {losers}." if worse else "."))
     return "\n".join(lines)
 
 

@@ -26,6 +26,17 @@ from study.experiment import checkpoint_dir, shared_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+
+
+def _readme_tables():
+    """tools/readme_tables.py, which fills the README's generated blocks (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "tools" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TABLES = _readme_tables()
 # how a command starts, in a code block or inline; `.venv/bin/study` and `python -m study` are `study`
 COMMAND = re.compile(r"^(study|\.venv/bin/study|python -m study|python|make|torchrun|conda|pip|[A-Z_]+=\S+)( |$)")
 STUDY = re.compile(r"^(\.venv/bin/study|python -m study)(?= |$)")
@@ -76,7 +87,7 @@ NOT_RUN = {
 def readme_commands() -> list[str]:
     """Commands in ``bash`` blocks (one a line, comments dropped) and in inline code, in order, once each."""
     # generated blocks (tools/readme_tables.py) quote the commands that measured them: records, not instructions
-    text = re.sub(r"<!-- generated from \S+ -->.*?<!-- end of \S+ -->", "", README.read_text(), flags=re.DOTALL)
+    text = TABLES.BLOCK.sub("", README.read_text())
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         commands += [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
@@ -159,10 +170,7 @@ def test_the_study_command_starts_in_a_fresh_process():
 
 def test_every_generated_block_of_the_readme_equals_its_file():
     """Tables the README shows from results/ (tools/readme_tables.py) are the files' current content."""
-    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "tools" / "readme_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
-    found = tables.blocks(README.read_text())
+    found = TABLES.blocks(README.read_text())
     assert found, "the README shows no generated table"
     for path, body in found:
         assert body == (REPO / path).read_text(), f"{path} changed: run python tools/readme_tables.py"
