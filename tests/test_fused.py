@@ -1,4 +1,8 @@
-"""The fused CPU path (study/models/fused.py, banded timbral filters) against the plain torch operations."""
+"""The fused CPU path (study/models/fused.py, banded timbral filters) against the plain torch operations.
+
+Every test runs twice: with the element-wise passes as compiled loops (study/models/kernels.py, the
+default) and as torch operations (what runs where numba is missing).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +15,37 @@ import torch.nn.functional as F
 from study.config import ModelConfig, preset_config
 from study.models import build_model
 from study.models.blocks import VerticalFilters, banded_weights
-from study.models.fused import AxisPool, WindowPool, conv_norm_pool, plain_operations
+from study.models import kernels
+from study.models.fused import AxisPool, WindowPool, conv_norm_pool, plain_operations, torch_passes
 
 SMALL = {"frontend_multiplier": 0.25, "backend_filters": 16, "dense_units": 16}
+
+
+@pytest.fixture(autouse=True, params=["compiled loops", "torch passes"])
+def element_passes(request):
+    """The fused path's element-wise passes: numba's compiled loops, or torch's operations."""
+    if request.param == "torch passes":
+        with torch_passes():
+            yield request.param
+    else:
+        yield request.param
+
+
+def test_the_compiled_loops_are_the_default_cpu_path(element_passes, monkeypatch):
+    """numba is a dependency: without being told otherwise the fused block runs its loops, ReLU first only."""
+    calls = []
+    for name in ("window_forward", "window_backward"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
+    x = torch.randn(2, 3, 30, requires_grad=True)
+    norm = torch.nn.BatchNorm1d(3)
+    conv_norm_pool(x, torch.randn(3, 3, 3), torch.zeros(3), norm, stride=(1,), padding=(0,),
+                   pool=WindowPool(3)).sum().backward()
+    assert calls == ([] if element_passes == "torch passes" else ["window_forward", "window_backward"])
+    calls.clear()
+    conv_norm_pool(x, torch.randn(3, 3, 3), torch.zeros(3), norm, stride=(1,), padding=(0,), relu_first=False,
+                   pool=WindowPool(3)).sum().backward()
+    assert calls == []  # batch norm before ReLU (SampleCNN): torch's operations
 
 
 def randomise_norms(model: torch.nn.Module, seed: int = 0) -> None:
@@ -155,3 +187,22 @@ def test_one_clip_per_chunk_gives_the_same_outputs_and_gradients(name, monkeypat
     for p_fast, p_plain in zip(fast.parameters(), plain.parameters()):
         torch.testing.assert_close(p_fast.grad, p_plain.grad, rtol=1e-7, atol=1e-9)
     assert_evaluation_equal(fast, plain, audio)
+
+
+def test_a_max_over_more_than_127_positions_of_a_two_dimensional_map():
+    """The last axis of a 2-D map pooled whole (the timbral filters' plain 2-D path), with window
+    positions beyond what an 8-bit index holds."""
+    conv = torch.nn.Conv2d(1, 3, (3, 5), padding=(1, 0)).double()
+    norms = [torch.nn.BatchNorm2d(3).double() for _ in range(2)]
+    randomise_norms(norms[0])
+    norms[1].load_state_dict(norms[0].state_dict())
+    inputs = [torch.randn(2, 1, 6, 134, dtype=torch.float64, requires_grad=True) for _ in range(1)] * 2
+    fused = conv_norm_pool(inputs[0], conv.weight, conv.bias, norms[0], stride=(1, 1), padding=(1, 0),
+                           pool=AxisPool(3))
+    plain = norms[1](torch.relu(conv(inputs[1]))).amax(dim=3)
+    torch.testing.assert_close(fused, plain, rtol=1e-9, atol=1e-9)
+    grad = torch.randn_like(plain)
+    fused_grads = torch.autograd.grad(fused, [inputs[0], conv.weight], grad)
+    plain_grads = torch.autograd.grad(plain, [inputs[1], conv.weight], grad)
+    for got, expected in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)

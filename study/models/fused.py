@@ -19,6 +19,10 @@ values with two changes:
   still in cache, and the backward pass likewise runs the convolution's backward chunk by chunk.
   Evaluation (running statistics: validation, testing, tagging) pools each chunk as soon as it is
   convolved too, so a batch of windows costs no more cache misses than one window.
+- **One pass per direction.**  In training, ReLU, the chunk's statistics and the pool (forward) and
+  the statistics', pool's and ReLU's gradient terms (backward) are each one compiled loop over the
+  convolution's output (:mod:`study.models.kernels`) where numba is installed and ReLU comes first;
+  otherwise torch's element-wise operations make the same passes one by one.
 
 Values equal the plain operations up to float rounding (sums in another order).  Gradients do too,
 except where rounding inside batch norm made two entries of a window equal in the plain path (it
@@ -31,9 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from study.models import kernels
 
 CACHE_BYTES = 4 * 2**20  # activations per chunk: measured fastest between 2 and 8 MB on a 2 MB-L2 CPU
 
@@ -114,6 +121,7 @@ class BlockSpec:
     pool: WindowPool | AxisPool | None
     positions: int = 0  # > 0: the output channels are (filters, positions), pooled over positions (banded filters)
     chunk: int = 1  # clips per chunk
+    compiled: bool = False  # the element-wise passes as compiled loops (study.models.kernels; ReLU first only)
 
 
 def _convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, spec: BlockSpec) -> torch.Tensor:
@@ -139,21 +147,28 @@ class _ConvNormPool(torch.autograd.Function):
         negative = gamma < 0
         negative = negative if bool(negative.any()) else None
         units, pooled, counts, means, squares = [], [], [], [], []
+        indices = []
         for start in range(0, x.shape[0], spec.chunk):  # each chunk convolved, rectified, summed, pooled in cache
             u = _convolve(x[start:start + spec.chunk], weight, bias, spec)
-            if spec.relu_first:
-                u = u.relu_()
             size = u.numel() // u.shape[1]
-            chunk_mean = _channel_sum(u) / size
-            # squared deviations from the chunk's own mean: no cancellation when the mean dwarfs the spread
-            # (sums of squares minus the squared mean lost 1e-3 of a short training run's loss in float32)
-            centred = u - _per_channel(chunk_mean.to(u.dtype), u.dim())
-            squares.append(_channel_sum(centred.square_()))
+            if spec.compiled:  # one compiled pass: ReLU, statistics, pool and where each window's pick was
+                chunk_mean, spread, piece, index = _compiled_forward(u, spec.pool, negative)
+                squares.append(spread)
+                indices.append(index)
+            else:
+                if spec.relu_first:
+                    u = u.relu_()
+                chunk_mean = _channel_sum(u) / size
+                # squared deviations from the chunk's own mean: no cancellation when the mean dwarfs the spread
+                # (sums of squares minus the squared mean lost 1e-3 of a short training run's loss in float32)
+                centred = u - _per_channel(chunk_mean.to(u.dtype), u.dim())
+                squares.append(_channel_sum(centred.square_()))
+                piece = _pool(spec.pool, u, negative) if spec.pool is not None else None
             means.append(chunk_mean)
             counts.append(size)
             units.append(u)
             if spec.pool is not None:
-                pooled.append(_pool(spec.pool, u, negative))
+                pooled.append(piece)
         count = sum(counts)
         mean64 = sum(n * m for n, m in zip(counts, means)) / count
         # Chan et al.'s pairwise combination: within-chunk squares plus the chunks' spread about the mean
@@ -174,14 +189,16 @@ class _ConvNormPool(torch.autograd.Function):
             running_mean.mul_(1 - spec.momentum).add_(mean64.to(running_mean.dtype), alpha=spec.momentum)
             unbiased = var64 * (count / max(count - 1, 1))
             running_var.mul_(1 - spec.momentum).add_(unbiased.to(running_var.dtype), alpha=spec.momentum)
-        ctx.spec, ctx.negative, ctx.count, ctx.n_pooled = spec, negative, count, len(pooled)
-        ctx.save_for_backward(x, weight, gamma, mean, invstd, out if not spec.relu_first else None, *pooled, *units)
+        ctx.spec, ctx.negative, ctx.count, ctx.n_pooled, ctx.n_indices = spec, negative, count, len(pooled), len(indices)
+        ctx.save_for_backward(x, weight, gamma, mean, invstd, out if not spec.relu_first else None, *pooled, *indices,
+                              *units)
         return out
 
     @staticmethod
     def backward(ctx, g):
         x, weight, gamma, mean, invstd, out, *saved = ctx.saved_tensors
-        pooled, units = saved[:ctx.n_pooled], saved[ctx.n_pooled:]
+        pooled, indices = saved[:ctx.n_pooled], saved[ctx.n_pooled:ctx.n_pooled + ctx.n_indices]
+        units = saved[ctx.n_pooled + ctx.n_indices:]
         spec, negative = ctx.spec, ctx.negative
         g = g.contiguous()
         if not spec.relu_first:
@@ -201,15 +218,20 @@ class _ConvNormPool(torch.autograd.Function):
         need_input = ctx.needs_input_grad[0]
         grad_x = torch.empty_like(x) if need_input else None
         grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros(weight.shape[0], dtype=weight.dtype)
+        offset = b - a * mean.view(a.shape)  # (u - mean) a + b = u a + offset
         for index, (chunk, u) in enumerate(zip(rows, units)):
-            view = (1, -1, *([1] * (u.dim() - 2)))
-            grad_u = torch.addcmul((b - a * mean.view(a.shape)).view(view), u, a.view(view))  # (u - mean) a + b
-            if spec.pool is not None:
-                _scatter(spec.pool, grad_u, u, pooled[index], g[chunk] * scale, negative)
+            if spec.compiled:
+                grad_u = _compiled_backward(u, spec.pool, indices[index] if indices else None, g[chunk],
+                                            scale.flatten(), a.flatten(), offset.flatten())
             else:
-                grad_u.addcmul_(g[chunk], scale)
-            if spec.relu_first:
-                grad_u = torch.ops.aten.threshold_backward(grad_u, u, 0)
+                view = (1, -1, *([1] * (u.dim() - 2)))
+                grad_u = torch.addcmul(offset.view(view), u, a.view(view))
+                if spec.pool is not None:
+                    _scatter(spec.pool, grad_u, u, pooled[index], g[chunk] * scale, negative)
+                else:
+                    grad_u.addcmul_(g[chunk], scale)
+                if spec.relu_first:
+                    grad_u = torch.ops.aten.threshold_backward(grad_u, u, 0)
             if spec.positions:
                 grad_u = grad_u.reshape(grad_u.shape[0], -1, *grad_u.shape[3:])  # (b, filters x positions, time)
             gx, gw, gb = torch.ops.aten.convolution_backward(
@@ -222,12 +244,79 @@ class _ConvNormPool(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None
 
 
+# ---- the compiled passes (study.models.kernels) ----------------------------------------------------
+def _layout(t: torch.Tensor, pool: WindowPool | AxisPool | None) -> tuple[str, np.ndarray, int]:
+    """A block's (clips, channels, ...) tensor as the kernels' rows: their layout, the array, the window."""
+    rows = t.shape[0] * t.shape[1]  # views, never copies: the forward loop rectifies in place
+    if pool is None:
+        return "plain", t.view(rows, -1).numpy(), 0
+    if isinstance(pool, WindowPool):
+        return "window", t.view(rows, -1).numpy(), pool.size
+    if pool.dim == t.dim() - 1:  # a max over the last axis: windows as wide as that axis
+        return "window", t.view(rows, -1).numpy(), t.shape[-1]
+    return "middle", t.view(rows, t.shape[2], -1).numpy(), 0
+
+
+def _per_row(values: torch.Tensor, clips: int, dtype: torch.dtype) -> np.ndarray:
+    return values.detach().to(dtype).repeat(clips).numpy()
+
+
+def _compiled_forward(u: torch.Tensor, pool, negative: torch.Tensor | None):
+    """ReLU ``u`` in place and pool it in one pass: the chunk's per-channel mean and squared deviations
+    (float64), the pooled map (clips, channels, ...) and which element of each window was picked."""
+    kind, x, k = _layout(u, pool)
+    clips, channels = u.shape[:2]
+    sums, spreads = np.empty(x.shape[0]), np.empty(x.shape[0])
+    lowest = np.zeros(x.shape[0], dtype=bool) if negative is None else np.tile(negative.numpy(), clips)
+    kernels.set_threads(torch.get_num_threads())
+    pooled = index = None
+    if kind == "plain":
+        kernels.plain_forward(x, sums, spreads)
+    elif kind == "window":
+        pooled = np.empty((x.shape[0], x.shape[1] // k), dtype=x.dtype)
+        index = np.empty(pooled.shape, dtype=kernels.index_dtype(k))
+        kernels.window_forward(x, k, lowest, sums, spreads, pooled, index)
+    else:
+        pooled = np.empty((x.shape[0], x.shape[2]), dtype=x.dtype)
+        index = np.empty(pooled.shape, dtype=kernels.index_dtype(x.shape[1]))
+        kernels.middle_forward(x, lowest, sums, spreads, pooled, index)
+    per_row = x[0].size
+    sums, spreads = torch.from_numpy(sums).view(clips, channels), torch.from_numpy(spreads).view(clips, channels)
+    mean = sums.sum(dim=0) / (clips * per_row)
+    # Chan et al.: the rows' own squared deviations plus their means' spread about the chunk's mean
+    spread = spreads.sum(dim=0) + per_row * (sums / per_row - mean).square().sum(dim=0)
+    if pooled is None:
+        return mean, spread, None, None
+    return mean, spread, torch.from_numpy(pooled).view(clips, channels, -1), torch.from_numpy(index)
+
+
+def _compiled_backward(u: torch.Tensor, pool, index: torch.Tensor | None, g: torch.Tensor, scale: torch.Tensor,
+                       a: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """The gradient at the ReLU's input of one chunk: ``u a + offset`` for every element (the batch
+    statistics), plus ``g scale`` at each window's pick, where ReLU passed it; per-channel coefficients."""
+    kind, x, k = _layout(u, pool)
+    grad = torch.empty_like(u)
+    clips = u.shape[0]
+    s, a, offset = (_per_row(values, clips, u.dtype) for values in (scale, a, offset))
+    flat_g = g.contiguous().reshape(x.shape[0], -1).numpy()
+    out = _layout(grad, pool)[1]
+    kernels.set_threads(torch.get_num_threads())
+    if kind == "plain":
+        kernels.plain_backward(x, flat_g, s, a, offset, out)
+    elif kind == "window":
+        kernels.window_backward(x, k, index.numpy(), flat_g, s, a, offset, out)
+    else:
+        kernels.middle_backward(x, index.numpy(), flat_g, s, a, offset, out)
+    return grad
+
+
 def chunk_size(clip_bytes: int) -> int:
     """Clips per chunk so that one chunk's activations are about :data:`CACHE_BYTES`."""
     return max(1, CACHE_BYTES // max(clip_bytes, 1))
 
 
 _ENABLED = [True]
+_COMPILED = [True]
 
 
 @contextmanager
@@ -238,6 +327,16 @@ def plain_operations() -> Iterator[None]:
         yield
     finally:
         _ENABLED.pop()
+
+
+@contextmanager
+def torch_passes() -> Iterator[None]:
+    """Keep the fused path but make its element-wise passes with torch's operations, not the compiled loops."""
+    _COMPILED.append(False)
+    try:
+        yield
+    finally:
+        _COMPILED.pop()
 
 
 def fast_path(x: torch.Tensor, norm: nn.Module) -> bool:
@@ -268,7 +367,8 @@ def conv_norm_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, no
                for n, p, k, s in zip(x.shape[2:], padding, weight.shape[2:], stride)]
     clip_bytes = x.element_size() * weight.shape[0] * int(torch.tensor(spatial).prod())
     spec = BlockSpec(stride=tuple(stride), padding=tuple(padding), eps=norm.eps, momentum=momentum or 0.0,
-                     relu_first=relu_first, pool=pool, positions=positions, chunk=chunk_size(clip_bytes))
+                     relu_first=relu_first, pool=pool, positions=positions, chunk=chunk_size(clip_bytes),
+                     compiled=kernels.AVAILABLE and _COMPILED[-1] and relu_first)
     if training:
         running = (norm.running_mean, norm.running_var) if norm.training and norm.track_running_stats else (None, None)
         return _ConvNormPool.apply(x, weight, bias, norm.weight, norm.bias, *running, spec)
@@ -302,4 +402,4 @@ def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: n
     return out if spec.relu_first else torch.relu(out)
 
 
-__all__ = ["AxisPool", "WindowPool", "conv_norm_pool", "fast_path", "plain_operations"]
+__all__ = ["AxisPool", "WindowPool", "conv_norm_pool", "fast_path", "plain_operations", "torch_passes"]
