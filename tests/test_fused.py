@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from study.config import ModelConfig, preset_config
 from study.models import build_model
 from study.models.blocks import VerticalFilters, banded_weights
-from study.models import kernels
 from study.models.fused import AxisPool, WindowPool, conv_norm_pool, plain_operations, torch_passes
 
 SMALL = {"frontend_multiplier": 0.25, "backend_filters": 16, "dense_units": 16}
@@ -28,11 +27,14 @@ def element_passes(request):
         with torch_passes():
             yield request.param
     else:
+        pytest.importorskip("numba")
         yield request.param
 
 
 def test_the_compiled_loops_are_the_default_cpu_path(element_passes, monkeypatch):
     """numba is a dependency: without being told otherwise the fused block runs its loops, ReLU first only."""
+    from study.models import kernels
+
     calls = []
     for name in ("window_forward", "window_backward"):
         original = getattr(kernels, name)

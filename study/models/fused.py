@@ -31,6 +31,7 @@ on a GPU, and for ``SyncBatchNorm`` (several processes), the plain operations ru
 """
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -39,8 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from study.models import kernels
 
 CACHE_BYTES = 4 * 2**20  # activations per chunk: measured fastest between 2 and 8 MB on a 2 MB-L2 CPU
 
@@ -180,8 +179,11 @@ class _ConvNormPool(torch.autograd.Function):
         start = 0
         for piece in pieces:  # (u - mean) * scale + beta, centred first as batch norm does
             rows = out[start:start + piece.shape[0]]
-            torch.sub(piece, _per_channel(mean, piece.dim()), out=rows)
-            rows.mul_(_per_channel(scale, piece.dim())).add_(_per_channel(beta, piece.dim()))
+            if spec.compiled:
+                _compiled_normalise(piece, rows, mean, scale, beta)
+            else:
+                torch.sub(piece, _per_channel(mean, piece.dim()), out=rows)
+                rows.mul_(_per_channel(scale, piece.dim())).add_(_per_channel(beta, piece.dim()))
             if not spec.relu_first:
                 rows.relu_()
             start += piece.shape[0]
@@ -206,9 +208,13 @@ class _ConvNormPool(torch.autograd.Function):
         rows = [slice(index * spec.chunk, index * spec.chunk + u.shape[0]) for index, u in enumerate(units)]
         # sums of g and of g * xhat over what batch norm saw (the pooled entries, or every one)
         seen = pooled if spec.pool is not None else units
-        grad_beta = _channel_sum(g).to(g.dtype)
-        centred_dot = sum(_channel_sum(g[chunk] * (piece - _per_channel(mean, piece.dim())))
-                          for chunk, piece in zip(rows, seen))
+        if spec.compiled:
+            grad_beta, centred_dot = _compiled_gradient_sums(g, rows, seen, mean)
+            grad_beta = grad_beta.to(g.dtype)
+        else:
+            grad_beta = _channel_sum(g).to(g.dtype)
+            centred_dot = sum(_channel_sum(g[chunk] * (piece - _per_channel(mean, piece.dim())))
+                              for chunk, piece in zip(rows, seen))
         grad_gamma = invstd * centred_dot.to(g.dtype)
         # every element moves the batch statistics: -(gamma invstd / N)(dbeta + xhat dgamma), with
         # xhat = (u - mean) invstd, applied to the centred u so nothing large cancels
@@ -245,25 +251,63 @@ class _ConvNormPool(torch.autograd.Function):
 
 
 # ---- the compiled passes (study.models.kernels) ----------------------------------------------------
+NUMBA = importlib.util.find_spec("numba") is not None
+
+
+def _kernels():
+    """:mod:`study.models.kernels`, imported on first use: numba takes a few tenths of a second to import,
+    which evaluation and tagging, using no compiled loop, need not pay."""
+    from study.models import kernels
+
+    return kernels
+
+
 def _layout(t: torch.Tensor, pool: WindowPool | AxisPool | None) -> tuple[str, np.ndarray, int]:
     """A block's (clips, channels, ...) tensor as the kernels' rows: their layout, the array, the window."""
-    rows = t.shape[0] * t.shape[1]  # views, never copies: the forward loop rectifies in place
     if pool is None:
-        return "plain", t.view(rows, -1).numpy(), 0
+        return "plain", _rows(t), 0
     if isinstance(pool, WindowPool):
-        return "window", t.view(rows, -1).numpy(), pool.size
+        return "window", _rows(t), pool.size
     if pool.dim == t.dim() - 1:  # a max over the last axis: windows as wide as that axis
-        return "window", t.view(rows, -1).numpy(), t.shape[-1]
-    return "middle", t.view(rows, t.shape[2], -1).numpy(), 0
+        return "window", _rows(t), t.shape[-1]
+    return "middle", t.view(t.shape[0] * t.shape[1], t.shape[2], -1).numpy(), 0
 
 
 def _per_row(values: torch.Tensor, clips: int, dtype: torch.dtype) -> np.ndarray:
     return values.detach().to(dtype).repeat(clips).numpy()
 
 
+def _rows(t: torch.Tensor) -> np.ndarray:
+    """(clips, channels, ...) as (clips x channels, ...) rows: a view, never a copy (some loops write in place)."""
+    return t.view(t.shape[0] * t.shape[1], -1).numpy()
+
+
+def _compiled_normalise(piece: torch.Tensor, out: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor,
+                        shift: torch.Tensor) -> None:
+    """``out = (piece - mean) scale + shift`` per channel, one pass."""
+    kernels = _kernels()
+    kernels.set_threads(torch.get_num_threads())
+    clips = piece.shape[0]
+    kernels.normalise(_rows(piece), *(_per_row(v, clips, piece.dtype) for v in (mean, scale, shift)), _rows(out))
+
+
+def _compiled_gradient_sums(g: torch.Tensor, chunks: list[slice], seen, mean: torch.Tensor):
+    """Per channel, in float64: the sums of ``g`` and of ``g (seen - mean)`` over every chunk, one pass each."""
+    kernels = _kernels()
+    kernels.set_threads(torch.get_num_threads())
+    total = dot = 0.0
+    for chunk, piece in zip(chunks, seen):
+        sums, centred = np.empty(piece.shape[0] * piece.shape[1]), np.empty(piece.shape[0] * piece.shape[1])
+        kernels.gradient_sums(_rows(g[chunk]), _rows(piece), _per_row(mean, piece.shape[0], piece.dtype), sums, centred)
+        total = total + torch.from_numpy(sums).view(piece.shape[0], -1).sum(dim=0)
+        dot = dot + torch.from_numpy(centred).view(piece.shape[0], -1).sum(dim=0)
+    return total, dot
+
+
 def _compiled_forward(u: torch.Tensor, pool, negative: torch.Tensor | None):
     """ReLU ``u`` in place and pool it in one pass: the chunk's per-channel mean and squared deviations
     (float64), the pooled map (clips, channels, ...) and which element of each window was picked."""
+    kernels = _kernels()
     kind, x, k = _layout(u, pool)
     clips, channels = u.shape[:2]
     sums, spreads = np.empty(x.shape[0]), np.empty(x.shape[0])
@@ -294,6 +338,7 @@ def _compiled_backward(u: torch.Tensor, pool, index: torch.Tensor | None, g: tor
                        a: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """The gradient at the ReLU's input of one chunk: ``u a + offset`` for every element (the batch
     statistics), plus ``g scale`` at each window's pick, where ReLU passed it; per-channel coefficients."""
+    kernels = _kernels()
     kind, x, k = _layout(u, pool)
     grad = torch.empty_like(u)
     clips = u.shape[0]
@@ -368,7 +413,7 @@ def conv_norm_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, no
     clip_bytes = x.element_size() * weight.shape[0] * int(torch.tensor(spatial).prod())
     spec = BlockSpec(stride=tuple(stride), padding=tuple(padding), eps=norm.eps, momentum=momentum or 0.0,
                      relu_first=relu_first, pool=pool, positions=positions, chunk=chunk_size(clip_bytes),
-                     compiled=kernels.AVAILABLE and _COMPILED[-1] and relu_first)
+                     compiled=NUMBA and _COMPILED[-1] and relu_first and training)
     if training:
         running = (norm.running_mean, norm.running_var) if norm.training and norm.track_running_stats else (None, None)
         return _ConvNormPool.apply(x, weight, bias, norm.weight, norm.bias, *running, spec)
