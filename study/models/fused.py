@@ -365,23 +365,22 @@ _COMPILED = [True]
 
 
 @contextmanager
-def plain_operations() -> Iterator[None]:
+def _switched_off(switch: list[bool]) -> Iterator[None]:
+    switch.append(False)
+    try:
+        yield
+    finally:
+        switch.pop()
+
+
+def plain_operations():
     """Run the plain torch operations instead of the fused path (tests and benchmarks compare the two)."""
-    _ENABLED.append(False)
-    try:
-        yield
-    finally:
-        _ENABLED.pop()
+    return _switched_off(_ENABLED)
 
 
-@contextmanager
-def torch_passes() -> Iterator[None]:
+def torch_passes():
     """Keep the fused path but make its element-wise passes with torch's operations, not the compiled loops."""
-    _COMPILED.append(False)
-    try:
-        yield
-    finally:
-        _COMPILED.pop()
+    return _switched_off(_COMPILED)
 
 
 def fast_path(x: torch.Tensor, norm: nn.Module) -> bool:
