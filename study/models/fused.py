@@ -123,6 +123,14 @@ class BlockSpec:
     compiled: bool = False  # the element-wise passes as compiled loops (study.models.kernels; ReLU first only)
 
 
+def _combine(counts: torch.Tensor, means: torch.Tensor, squares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Groups' counts (k,), per-channel means and squared deviations (k, C) -> the whole's mean and squared
+    deviations (C,), in Chan et al.'s way: the groups' own squares plus their means' spread about the mean."""
+    n = counts.view(-1, 1)
+    mean = (n * means).sum(dim=0) / n.sum()
+    return mean, squares.sum(dim=0) + (n * (means - mean).square()).sum(dim=0)
+
+
 def _convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, spec: BlockSpec) -> torch.Tensor:
     z = torch.ops.aten.convolution(x, weight, bias, list(spec.stride), list(spec.padding), [1] * len(spec.stride),
                                    False, [0] * len(spec.stride), 1)
@@ -169,9 +177,8 @@ class _ConvNormPool(torch.autograd.Function):
             if spec.pool is not None:
                 pooled.append(piece)
         count = sum(counts)
-        mean64 = sum(n * m for n, m in zip(counts, means)) / count
-        # Chan et al.'s pairwise combination: within-chunk squares plus the chunks' spread about the mean
-        var64 = (sum(squares) + sum(n * (m - mean64).square() for n, m in zip(counts, means))) / count
+        mean64, spread64 = _combine(torch.tensor(counts, dtype=torch.float64), torch.stack(means), torch.stack(squares))
+        var64 = spread64 / count
         mean, invstd = mean64.to(x.dtype), torch.rsqrt(var64 + spec.eps).to(x.dtype)
         scale = gamma * invstd
         pieces = pooled if spec.pool is not None else units
@@ -324,11 +331,10 @@ def _compiled_forward(u: torch.Tensor, pool, negative: torch.Tensor | None):
         pooled = np.empty((x.shape[0], x.shape[2]), dtype=x.dtype)
         index = np.empty(pooled.shape, dtype=kernels.index_dtype(x.shape[1]))
         kernels.middle_forward(x, lowest, sums, spreads, pooled, index)
-    per_row = x[0].size
-    sums, spreads = torch.from_numpy(sums).view(clips, channels), torch.from_numpy(spreads).view(clips, channels)
-    mean = sums.sum(dim=0) / (clips * per_row)
-    # Chan et al.: the rows' own squared deviations plus their means' spread about the chunk's mean
-    spread = spreads.sum(dim=0) + per_row * (sums / per_row - mean).square().sum(dim=0)
+    per_row = x[0].size  # each row is one group of the chunk's statistics
+    mean, spread = _combine(torch.full((clips,), float(per_row), dtype=torch.float64),
+                            torch.from_numpy(sums).view(clips, channels) / per_row,
+                            torch.from_numpy(spreads).view(clips, channels))
     if pooled is None:
         return mean, spread, None, None
     return mean, spread, torch.from_numpy(pooled).view(clips, channels, -1), torch.from_numpy(index)
@@ -343,7 +349,7 @@ def _compiled_backward(u: torch.Tensor, pool, index: torch.Tensor | None, g: tor
     grad = torch.empty_like(u)
     clips = u.shape[0]
     s, a, offset = (_per_row(values, clips, u.dtype) for values in (scale, a, offset))
-    flat_g = g.contiguous().reshape(x.shape[0], -1).numpy()
+    flat_g = _rows(g.contiguous())
     out = _layout(grad, pool)[1]
     kernels.set_threads(torch.get_num_threads())
     if kind == "plain":
