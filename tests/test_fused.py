@@ -208,3 +208,27 @@ def test_a_max_over_more_than_127_positions_of_a_two_dimensional_map():
     plain_grads = torch.autograd.grad(plain, [inputs[1], conv.weight], grad)
     for got, expected in zip(fused_grads, plain_grads):
         torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_the_compiled_loops_leave_torch_on_its_threads(element_passes):
+    """A batch job runs torch on one thread; launching numba's OpenMP threads must not raise that to every core.
+
+    Checked in a fresh process, since numba launches its threads once per process.
+    """
+    if element_passes == "torch passes":
+        pytest.skip("no compiled loop runs")
+    import os
+    import subprocess
+    import sys
+
+    script = ("import torch\n"
+              "from study.models.fused import WindowPool, conv_norm_pool\n"
+              "x = torch.randn(2, 3, 30, requires_grad=True)\n"
+              "conv_norm_pool(x, torch.randn(3, 3, 3), torch.zeros(3), torch.nn.BatchNorm1d(3), stride=(1,),\n"
+              "               padding=(0,), pool=WindowPool(3)).sum().backward()\n"
+              "import numba\n"
+              "print(torch.get_num_threads(), numba.get_num_threads())\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]

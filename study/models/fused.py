@@ -262,10 +262,20 @@ NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _kernels():
-    """:mod:`study.models.kernels`, imported on first use: numba takes a few tenths of a second to import,
-    which evaluation and tagging, using no compiled loop, need not pay."""
+    """:mod:`study.models.kernels`, imported on first use (numba takes a few tenths of a second to import,
+    which evaluation and tagging, using no compiled loop, need not pay), its loops set to torch's threads.
+
+    numba's OpenMP layer shares torch's OpenMP runtime, and launching its threads sets that runtime's
+    thread count to numba's maximum (every core): a batch job given one thread would then run torch on
+    every core too, and two jobs on two cores would each spin-wait for the other's.  So torch's count
+    is put back whenever the launch changed it.
+    """
     from study.models import kernels
 
+    threads = torch.get_num_threads()
+    kernels.set_threads(threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     return kernels
 
 
@@ -293,7 +303,6 @@ def _compiled_normalise(piece: torch.Tensor, out: torch.Tensor, mean: torch.Tens
                         shift: torch.Tensor) -> None:
     """``out = (piece - mean) scale + shift`` per channel, one pass."""
     kernels = _kernels()
-    kernels.set_threads(torch.get_num_threads())
     clips = piece.shape[0]
     kernels.normalise(_rows(piece), *(_per_row(v, clips, piece.dtype) for v in (mean, scale, shift)), _rows(out))
 
@@ -301,7 +310,6 @@ def _compiled_normalise(piece: torch.Tensor, out: torch.Tensor, mean: torch.Tens
 def _compiled_gradient_sums(g: torch.Tensor, chunks: list[slice], seen, mean: torch.Tensor):
     """Per channel, in float64: the sums of ``g`` and of ``g (seen - mean)`` over every chunk, one pass each."""
     kernels = _kernels()
-    kernels.set_threads(torch.get_num_threads())
     total = dot = 0.0
     for chunk, piece in zip(chunks, seen):
         sums, centred = np.empty(piece.shape[0] * piece.shape[1]), np.empty(piece.shape[0] * piece.shape[1])
@@ -319,7 +327,6 @@ def _compiled_forward(u: torch.Tensor, pool, negative: torch.Tensor | None):
     clips, channels = u.shape[:2]
     sums, spreads = np.empty(x.shape[0]), np.empty(x.shape[0])
     lowest = np.zeros(x.shape[0], dtype=bool) if negative is None else np.tile(negative.numpy(), clips)
-    kernels.set_threads(torch.get_num_threads())
     pooled = index = None
     if kind == "plain":
         kernels.plain_forward(x, sums, spreads)
@@ -351,7 +358,6 @@ def _compiled_backward(u: torch.Tensor, pool, index: torch.Tensor | None, g: tor
     s, a, offset = (_per_row(values, clips, u.dtype) for values in (scale, a, offset))
     flat_g = _rows(g.contiguous())
     out = _layout(grad, pool)[1]
-    kernels.set_threads(torch.get_num_threads())
     if kind == "plain":
         kernels.plain_backward(x, flat_g, s, a, offset, out)
     elif kind == "window":
