@@ -44,7 +44,6 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -333,7 +332,9 @@ def check_batch(device: torch.device, args) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from study.batch import _execute_all
+    from study.batch import _visible_gpus
+    from study.progress import GridDisplay
+    from study.scheduler import LocalExecutor, Point, run_points
 
     gpus = _gpu_count(device)
     if gpus < 2:
@@ -347,12 +348,14 @@ def check_batch(device: torch.device, args) -> None:
                          " open(f'{out}/job{job}.json', 'w'))")
     nbformat.write(new_notebook(cells=[parameters, body]), notebook)
     jobs = min(gpus, 4)
-    todo = [(SimpleNamespace(run_id=f"job{job}"), (str(notebook), str(args.work / f"which_gpu-{job}.ipynb"),
-                                                   {"job": job, "out": str(args.work)}, 0, str(REPOSITORY_ROOT)))
-            for job in range(jobs)]
-    for run_id, result in _execute_all(todo, jobs):
-        if result.error:
-            raise RuntimeError(f"{run_id}: {result.error}")
+    todo = [Point(run_id=f"job{job}", model="none", notebook=str(notebook),
+                  output=str(args.work / f"which_gpu-{job}.ipynb"), parameters={"job": job, "out": str(args.work)},
+                  log=args.work / f"which_gpu-{job}.log", cwd=str(REPOSITORY_ROOT)) for job in range(jobs)]
+    outcomes, _ = run_points(todo, jobs=jobs, executor=LocalExecutor(threads=1, gpus=_visible_gpus(jobs)),
+                             display=GridDisplay(total=jobs))
+    for outcome in outcomes:
+        if outcome.status != "done":
+            raise RuntimeError(f"{outcome.point.run_id}: {outcome.error}")
     seen = [json.loads((args.work / f"job{job}.json").read_text()) for job in range(jobs)]
     for job, record in enumerate(seen):
         print(f"  job {job}: CUDA_VISIBLE_DEVICES={record['visible']}, sees {record['count']} GPU ({record['name']}, "

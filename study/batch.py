@@ -29,13 +29,11 @@ import copy
 import itertools
 import json
 import os
-import queue
 import re
+import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ import yaml
 from study.config import DataConfig, RunConfig, config_from_parameters, field_comments
 from study.data import READERS, Collection, load_collection
 from study.data.cache import ensure_cache
-from study.estimate import estimate
+from study.estimate import estimate, job_threads
 from study.experiment import run_experiment
 from study.gbt import run_gbt
 from study.models import GBT, MODEL_NAMES
@@ -240,12 +238,18 @@ class NotebookRun:
     seconds: float = 0.0
 
 
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up notices (e.g. its TCP
+# transport warning) say nothing a user of the study can act on; errors in cells still come back as errors
+
+
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], *,
-                     retries: int = 0, cwd: str | Path | None = None) -> NotebookRun:
+                     retries: int = 0, cwd: str | Path | None = None, log_output: bool = False) -> NotebookRun:
     """Run one notebook with papermill, up to ``1 + retries`` times; the last error is returned, not raised.
 
     The executed copy replaces ``output`` only when it differs in more than timestamps and
     durations, so rerunning a finished study leaves the committed notebooks (and git) untouched.
+    ``log_output`` streams the cells' output to the ``papermill`` logger as it comes.  An interrupted
+    execution (KeyboardInterrupt) leaves ``output`` as it was and is raised.
     """
     import papermill
 
@@ -258,12 +262,15 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
         os.close(handle)
         try:
             papermill.execute_notebook(str(notebook), executed, parameters=parameters, kernel_name=KERNEL,
-                                       cwd=str(cwd or Path.cwd()), progress_bar=False)
+                                       cwd=str(cwd or Path.cwd()), progress_bar=False, log_output=log_output,
+                                       extra_arguments=KERNEL_ARGUMENTS)
             error = None
         except Exception as exc:  # a failed cell, a dead kernel: report it and retry
             error = _short_error(exc)
-        finally:
-            replace_if_changed(Path(executed), output)  # a failed run's notebook shows where it failed
+        except BaseException:  # interrupted: the run resumes from its checkpoint, its old notebook stays
+            Path(executed).unlink(missing_ok=True)
+            raise
+        replace_if_changed(Path(executed), output)  # a failed run's notebook shows where it failed
         if error is None:
             return NotebookRun(output, attempt, None, time.monotonic() - start)
     return NotebookRun(output, retries + 1, error, time.monotonic() - start)
@@ -346,24 +353,9 @@ def _visible_gpus(jobs: int) -> list[str | None]:
     return job_gpus(jobs, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
 
 
-def _start_job(threads: int, gpus) -> None:
-    """Pool initializer: each parallel kernel gets its share of the cores and its own GPU (inherited by the kernel).
-
-    ``gpus`` is a queue holding one ``CUDA_VISIBLE_DEVICES`` value (or None) per worker process.
-    """
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, str(threads))
-    try:
-        gpu = gpus.get(timeout=60)
-    except queue.Empty:  # a worker started beyond the ones counted: no GPU of its own
-        gpu = None
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # the run's device auto is then this GPU alone
-
-
-def _run_point(task: tuple[str, str, dict[str, Any], int, str]) -> NotebookRun:
-    notebook, output, parameters, retries, cwd = task
-    return execute_notebook(notebook, output, parameters, retries=retries, cwd=cwd)
+def point_log(results_dir: str | Path, cfg: RunConfig) -> Path:
+    """Where a running point's output goes as it comes: ``<cache_dir>/logs/<run_id>.log`` (not committed)."""
+    return resolve_path(cfg.data.cache_dir) / "logs" / f"{cfg.run_id}.log"
 
 
 @dataclass
@@ -373,74 +365,130 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # run id or report -> error
     reports: list[Path] = field(default_factory=list)  # executed report notebooks
+    interrupted: dict[str, int] = field(default_factory=dict)  # run id -> the epoch its checkpoint holds
+    left: list[str] = field(default_factory=list)  # not started: outside the time budget, or after a stop
+    stopped_by: int | None = None  # the signal that stopped the batch
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.stopped_by is None
+
+    @property
+    def exit_status(self) -> int:
+        """0, 1 when something failed, or 128 + the signal that stopped the batch (130 Ctrl-C, 143 SIGTERM)."""
+        if self.stopped_by is not None:
+            return 128 + int(self.stopped_by)
+        return 0 if self.ok else 1
 
     def __str__(self) -> str:
         lines = [f"{self.grid}: done {len(self.done)}, skipped {len(self.skipped)} (already complete), "
-                 f"failed {len(self.failed)}"]
+                 f"failed {len(self.failed)}" + (f", interrupted {len(self.interrupted)}" if self.interrupted else "")
+                 + (f", left for later {len(self.left)}" if self.left else "")]
         lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
+        lines += [f"  interrupted {run_id}: resumes after epoch {epoch}" if epoch else
+                  f"  interrupted {run_id}: before its first epoch ended, starts again" for run_id, epoch in
+                  self.interrupted.items()]
+        lines += [f"  left for later {run_id}" for run_id in self.left]
         lines += [f"  report {path}" for path in self.reports]
         return "\n".join(lines)
 
 
 def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
-              jobs: int | None = None, retries: int = 1, report: bool = True) -> BatchSummary:
-    """Run every point of a grid that is not complete yet, then its report notebooks."""
+              jobs: int | None = None, retries: int = 1, report: bool = True, deadline: float | None = None,
+              stream=None) -> BatchSummary:
+    """Run every point of a grid that is not complete yet, then its report notebooks.
+
+    ``deadline`` (a ``time.time()``) starts a point only when its estimate fits before it
+    (``--time-budget``); what does not fit is listed as left for later, and the reports still run.
+    """
+    from study.progress import GridDisplay, duration
+    from study.scheduler import LocalExecutor, Point, run_points
+
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     jobs = max(1, jobs or grid.jobs)
     summary = BatchSummary(grid.path)
+    out = stream or sys.stdout
     notebooks_dir = resolve_path(results_dir) / "notebooks"
-    collections = load_collections(grid.configs())
+    configs = grid.configs()
+    collections = load_collections(configs)
     todo = []
-    for point, cfg in zip(grid.points, grid.configs()):
+    for point, cfg in zip(grid.points, configs):
         manifest_hash = collections[cfg.data.whole()].manifest_hash()
         if reusable_run(results_dir, cfg.run_id, manifest_hash, announce=False) is not None:
             summary.skipped.append(cfg.run_id)
             continue
         parameters = {**point, "preset": grid.preset, "results_dir": portable_path(results_dir)}
-        todo.append((cfg, (str(grid.notebook), str(notebooks_dir / f"{cfg.run_id}.ipynb"), parameters, retries,
-                           str(Path.cwd()))))
+        todo.append((cfg, parameters))
     print(f"{grid.path}: {len(grid.points)} points, {len(summary.skipped)} already complete for these data, "
-          f"{len(todo)} to run ({jobs} at a time)", flush=True)
-    if todo:
-        prepare_data([cfg for cfg, _ in todo], collections=collections)
-    for count, (run_id, result) in enumerate(_execute_all(todo, jobs), start=1):
-        status = "done" if result.error is None else "FAILED"
-        print(f"[{count}/{len(todo)}] {status} {run_id} ({result.attempts} attempt(s), {result.seconds:.0f} s)"
-              + (f": {result.error}" if result.error else ""), flush=True)
-        if result.error is None:
+          f"{len(todo)} to run ({jobs} at a time)", file=out, flush=True)
+    if not todo:
+        if report:
+            run_reports(grid, results_dir=results_dir, figures_dir=figures_dir, summary=summary, stream=out)
+        print(summary, file=out, flush=True)
+        return summary
+    table, wall = estimate([cfg for cfg, _ in todo], collections, results_dir=results_dir, jobs=jobs)
+    seconds = dict(zip(table["run_id"], table["seconds"]))
+    print(f"estimate: about {duration(wall)} with {jobs} run(s) at a time on this machine "
+          f"({', '.join(_estimate_basis(table))}); `study batch {portable_path(grid.path)} --dry-run` lists every "
+          f"point", file=out, flush=True)
+    if deadline is not None:
+        print(f"time budget: until {time.strftime('%H:%M', time.localtime(deadline))} "
+              f"({duration(deadline - time.time())}); a point starts only if its estimate fits", file=out, flush=True)
+    print("stop with Ctrl-C (or SIGTERM): finished runs are kept, running ones keep their last finished epoch, "
+          "and the same command resumes them", file=out, flush=True)
+    prepare_data([cfg for cfg, _ in todo], collections=collections)
+    points = [Point(run_id=cfg.run_id, model=cfg.model.model, notebook=str(grid.notebook),
+                    output=str(notebooks_dir / f"{cfg.run_id}.ipynb"), parameters=parameters,
+                    log=point_log(results_dir, cfg), estimate_seconds=float(seconds[cfg.run_id]), retries=retries,
+                    cwd=str(Path.cwd()),
+                    progress_dir=None if cfg.model.model == GBT else _checkpoint_dir(cfg))
+              for cfg, parameters in todo]
+    display = GridDisplay(total=len(points), stream=out)
+    executor = LocalExecutor(threads=job_threads(jobs), gpus=_visible_gpus(jobs))
+    try:
+        outcomes, stopped_by = run_points(points, jobs=jobs, executor=executor, display=display, deadline=deadline)
+    finally:
+        display.close()
+    for outcome in outcomes:
+        run_id = outcome.point.run_id
+        if outcome.status == "done":
             summary.done.append(run_id)
+        elif outcome.status == "failed":
+            summary.failed[run_id] = f"{outcome.error} (see {outcome.point.output} and {outcome.point.log})"
+        elif outcome.status == "interrupted":
+            summary.interrupted[run_id] = outcome.epoch
         else:
-            summary.failed[run_id] = f"{result.error} (see {result.output})"
-    if report:
-        run_reports(grid, results_dir=results_dir, figures_dir=figures_dir, summary=summary)
-    print(summary, flush=True)
+            summary.left.append(run_id)
+    summary.stopped_by = stopped_by
+    if report and stopped_by is None:
+        run_reports(grid, results_dir=results_dir, figures_dir=figures_dir, summary=summary, stream=out)
+    print(summary, file=out, flush=True)
+    if stopped_by is not None or summary.left:
+        print(f"to go on: study batch {portable_path(grid.path)}" + (" (the same options)" if deadline else ""),
+              file=out, flush=True)
     return summary
 
 
-def _execute_all(todo: list[tuple[RunConfig, tuple]], jobs: int):
-    """Yield (run id, NotebookRun) as the runs finish; in-process when jobs == 1."""
-    if jobs == 1:
-        for cfg, task in todo:
-            yield cfg.run_id, _run_point(task)
-        return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = get_context("spawn")
-    gpus = context.Queue()
-    for gpu in _visible_gpus(jobs):
-        gpus.put(gpu)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_job,
-                             initargs=(threads, gpus)) as pool:
-        futures = {pool.submit(_run_point, task): cfg.run_id for cfg, task in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+def _estimate_basis(table: pd.DataFrame) -> list[str]:
+    """One phrase per model: its minutes per run and what the estimate rests on."""
+    from study.progress import duration
+
+    phrases = []
+    for model, rows in table.groupby("model", sort=False):
+        timing = rows["basis"].iloc[0].split("epoch time: ")[-1]
+        phrases.append(f"{model} {duration(rows['seconds'].median())} per run, epoch times from {timing}"
+                       if model != GBT else f"{model} {duration(rows['seconds'].median())}")
+    return phrases
+
+
+def _checkpoint_dir(cfg: RunConfig) -> Path:
+    from study.experiment import checkpoint_dir
+
+    return checkpoint_dir(cfg)
 
 
 def run_reports(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
-                summary: BatchSummary | None = None) -> BatchSummary:
+                summary: BatchSummary | None = None, stream=None) -> BatchSummary:
     """Execute a grid's report notebooks: tables go to ``<results_dir>/tables/<outputs>``, figures to
     ``<figures_dir>/<outputs>``, where ``outputs`` is the grid's (so the smoke study never overwrites the
     default study's figures)."""
@@ -460,7 +508,7 @@ def run_reports(grid: str | Path | Grid, *, results_dir: str | Path = "results",
         else:
             summary.failed[str(item.notebook)] = f"{result.error} (see {output})"
         print(f"report {item.notebook.name}: {'ok' if result.error is None else 'FAILED'} "
-              f"({result.seconds:.0f} s) -> {output}", flush=True)
+              f"({result.seconds:.0f} s) -> {output}", file=stream or sys.stdout, flush=True)
     return summary
 
 
@@ -474,7 +522,16 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--jobs", type=int, default=None,
                             help="runs in parallel (default: the grid's jobs, else 1)")
         parser.add_argument("--retries", type=int, default=1, help="extra attempts for a failed run (default: 1)")
+        limit = parser.add_mutually_exclusive_group()
+        limit.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                           help="start a point only if its estimate fits in this many minutes from now; the rest "
+                                "is left for a later batch (for a scheduler's time limit)")
+        limit.add_argument("--deadline", default=None, metavar="TIME",
+                           help="as --time-budget, up to a clock time: HH:MM (today, or tomorrow if past) or ISO 8601")
         common(parser)
+
+    def deadline(args) -> float | None:
+        return parse_deadline(time_budget=args.time_budget, deadline=args.deadline)
 
     batch = subparsers.add_parser("batch", help="run a grid of configurations through the experiment notebook")
     batch.add_argument("grid", help="grid YAML, e.g. grids/default.yaml")
@@ -485,7 +542,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     batch.set_defaults(func=lambda args: dry_run(args.grid, results_dir=args.results_dir, jobs=args.jobs)
                        if args.dry_run else _exit(run_batch(args.grid, results_dir=args.results_dir,
                                                             figures_dir=args.figures_dir, jobs=args.jobs,
-                                                            retries=args.retries, report=not args.no_report)))
+                                                            retries=args.retries, report=not args.no_report,
+                                                            deadline=deadline(args))))
 
     report = subparsers.add_parser("report", help="regenerate tables and figures from the runs in the results store")
     report.add_argument("grid", nargs="?", help="grid YAML whose reports to run (default: grids/<preset>.yaml)")
@@ -500,7 +558,35 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     running(run)
     run.set_defaults(func=lambda args: _exit(run_batch(grid_for_preset(args.preset), results_dir=args.results_dir,
                                                        figures_dir=args.figures_dir, jobs=args.jobs,
-                                                       retries=args.retries)))
+                                                       retries=args.retries, deadline=deadline(args))))
+
+
+def parse_deadline(*, time_budget: float | None = None, deadline: str | None = None,
+                   now: float | None = None) -> float | None:
+    """The ``time.time()`` a batch must be done by: ``time_budget`` minutes from ``now``, or a clock time."""
+    import datetime as dt
+
+    from study.errors import UserError
+
+    now = time.time() if now is None else now
+    if time_budget is not None:
+        if time_budget <= 0:
+            raise UserError(f"--time-budget {time_budget:g}: give a positive number of minutes")
+        return now + 60.0 * time_budget
+    if deadline is None:
+        return None
+    text = deadline.strip()
+    try:
+        if len(text) <= 5 and ":" in text:
+            hours, minutes = (int(part) for part in text.split(":"))
+            moment = dt.datetime.fromtimestamp(now).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+            if moment.timestamp() <= now:
+                moment += dt.timedelta(days=1)
+            return moment.timestamp()
+        moment = dt.datetime.fromisoformat(text)
+        return moment.timestamp()
+    except ValueError:
+        raise UserError(f"--deadline {deadline!r}: expected HH:MM or an ISO 8601 time such as 2026-12-07T18:30") from None
 
 
 def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", jobs: int | None = None) -> int:
@@ -518,8 +604,9 @@ def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", job
                             announce=False) is None}
     table, wall = estimate(configs, collections, results_dir=results_dir, todo=todo, jobs=jobs)
     table.insert(1, "stored", ~table["run_id"].isin(todo))
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
-        print(table.assign(minutes=(table["seconds"] / 60).round(1)).drop(columns="seconds").to_string(index=False))
+    shown = table.assign(minutes=(table["seconds"] / 60).round(1), epoch_seconds=table["epoch_seconds"].round(1))
+    with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.max_rows", 500):
+        print(shown.drop(columns="seconds").to_string(index=False))
     print(f"{grid.path.name}: {len(configs)} points, {len(configs) - len(todo)} stored, {len(todo)} to run; "
           f"about {wall / 60:.0f} min with {jobs} job(s) in parallel on this machine "
           f"({os.cpu_count()} CPUs), plus the report notebooks")
@@ -529,7 +616,7 @@ def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", job
 def _exit(summary: BatchSummary, *, echo: bool = False) -> int:
     if echo:
         print(summary)
-    return 0 if summary.ok else 1
+    return summary.exit_status
 
 
 __all__ = [

@@ -20,6 +20,7 @@ state, history).  A run killed mid-epoch repeats that epoch from the previous la
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from study.atomic import atomic_open
 from study.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, update_checkpoint
 from study.config import RunConfig, TrainConfig
 from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_from_main, derived_seed, describe,
@@ -287,7 +289,8 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
     sampler, loader = _loader(train_data, step_batch, device, dist, cfg)
     workers = loader.num_workers
     if dist.is_main:
-        log(_header(model, config, device, amp, dist, selection, len(train_data), workers))
+        log(_header(model, config, device, amp, dist, selection, train_data, workers))
+        write_progress(checkpoint_dir, _progress_event(run, cfg, selection, started=True))
         warning = idle_gpu_warning() if device.type == "cpu" and cfg.device == "auto" else ""
         if warning:
             log(f"WARNING: {warning}")
@@ -325,6 +328,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
                       "world_size": dist.world_size}
             _save_epoch(checkpoint_dir, common, model, optimizer, scaler, run,
                         best_scores=(scores, valid.track_ids) if improved else None)
+            write_progress(checkpoint_dir, _progress_event(run, cfg, selection))  # after last.pt holds the epoch
         barrier(dist)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
@@ -487,15 +491,47 @@ def _check_same_processes(path: Path, state: dict, dist: DistInfo) -> None:
 
 
 def _header(model: nn.Module, config: RunConfig, device: torch.device, amp: bool, dist: DistInfo, selection: str,
-            n_train: int, workers: int) -> str:
+            train_data: Dataset, workers: int) -> str:
+    """What the run is, and what one of its epochs is (patches drawn from the training clips, not the clips)."""
+    n_train = len(train_data)
     cfg = config.train
     batch = f"batch {cfg.batch_size}"
     if dist.distributed:
         share = cfg.batch_size // dist.world_size
         batch += f" ({share} per process, batch norm over {cfg.batch_size if cfg.sync_batchnorm else share})"
+    clips = getattr(train_data, "clips", n_train)
+    epoch = (f"epochs of {n_train:,} random patches from {clips:,} training clips" if n_train != clips
+             else f"epochs of one patch of each of {clips:,} training clips")
     return (f"model {config.model.model}: {count_params(model):,} parameters | config {config.config_hash()} | "
-            f"device {describe(device, amp, dist)}, {workers} loader workers | {n_train} training clips, {batch}, "
-            f"early stopping on {selection} (patience {cfg.patience})")
+            f"device {describe(device, amp, dist)}, {workers} loader workers | {epoch}, {batch}, "
+            f"early stopping on {selection} (patience {cfg.patience}, at most {cfg.max_epochs} epochs)")
+
+
+# ---- progress a watcher can follow ----------------------------------------------------------------
+PROGRESS = "progress.json"
+
+
+def write_progress(folder: Path, event: dict) -> None:
+    """``<checkpoint folder>/progress.json``: where the run stands, rewritten atomically after every epoch,
+    so that ``study batch`` (or a user with ``cat``) can follow a run in another process without its log."""
+    with atomic_open(folder / PROGRESS, "w") as stream:
+        stream.write(json.dumps(event, sort_keys=True) + "\n")
+
+
+def read_progress(folder: str | Path) -> dict | None:
+    """The last :func:`write_progress` event of a checkpoint folder, or None where there is none (yet)."""
+    try:
+        return json.loads((Path(folder) / PROGRESS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _progress_event(run: Progress, cfg: TrainConfig, selection: str, *, started: bool = False) -> dict:
+    last = run.history[-1] if run.history else {}
+    return {"epoch": run.epoch, "max_epochs": cfg.max_epochs, "selection": selection, "best_metric": run.best_metric
+            if run.best_epoch else None, "best_epoch": run.best_epoch, "finished": run.finished,
+            "stop_reason": run.stop_reason, "epoch_seconds": last.get("seconds"), "patience": cfg.patience,
+            "bad_epochs": run.bad_epochs, "time": time.time(), "event": "start" if started else "epoch"}
 
 
 def _epoch_line(record: dict[str, float], run: Progress, selection: str, cfg: TrainConfig) -> str:

@@ -182,18 +182,17 @@ def test_each_parallel_job_gets_its_own_gpu():
     assert batch.job_gpus(2, "", 0) == [None, None]
 
 
-def test_the_pool_initializer_sets_the_jobs_gpu(monkeypatch):
-    import queue
+def test_each_point_process_gets_its_share_of_the_cpus_and_its_own_gpu(monkeypatch):
+    from study.scheduler import LocalExecutor
 
     for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)  # and restored after the initializer has set them here
-    gpus = queue.Queue()
-    for gpu in (None, "3"):
-        gpus.put(gpu)
-    batch._start_job(1, gpus)
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"
-    batch._start_job(1, gpus)
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+        monkeypatch.delenv(name, raising=False)
+    executor = LocalExecutor(threads=1, gpus=[None, "3"])
+    first, second = executor.environment(0), executor.environment(1)
+    assert "CUDA_VISIBLE_DEVICES" not in first and first["OMP_NUM_THREADS"] == first["MKL_NUM_THREADS"] == "1"
+    assert second["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a user's own setting wins
+    assert LocalExecutor(threads=1).environment(0)["OMP_NUM_THREADS"] == "2"
 
 
 def test_batch_skips_complete_runs_runs_the_rest_in_parallel_then_reports(tmp_path, monkeypatch):

@@ -1,0 +1,175 @@
+"""study.scheduler and study.progress.GridDisplay: points in processes of their own, a time budget, a clean stop,
+and what a user sees (a line per event without a terminal, a bar on one, no warnings)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from study.progress import GridDisplay, duration
+from study.scheduler import LocalExecutor, Point, _Running, run_points
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ScriptExecutor(LocalExecutor):
+    """Each point runs a short Python script instead of a notebook: it writes the worker's result file
+    (or fails) after ``parameters['sleep']`` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(threads=1)
+        self.started: list[str] = []
+
+    def start(self, point: Point, slot: int) -> _Running:
+        self.started.append(point.run_id)
+        result = point.log.with_suffix(".result.json")
+        task = point.log.with_suffix(".task")
+        task.write_text("{}")
+        record = json.dumps({"output": point.output, "attempts": 1, "error": point.parameters.get("error"),
+                             "seconds": 0.0})
+        script = (f"import time, pathlib; time.sleep({point.parameters.get('sleep', 0.1)}); "
+                  f"pathlib.Path({str(result)!r}).write_text({record!r}); "
+                  f"raise SystemExit({1 if point.parameters.get('error') else 0})")
+        process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+        return _Running(point, process, time.monotonic(), result, task)
+
+
+def points(tmp_path: Path, *specs: tuple[str, float, dict]) -> list[Point]:
+    return [Point(run_id=name, model="waveform", notebook="nb.ipynb", output=str(tmp_path / f"{name}.ipynb"),
+                  parameters=parameters, log=tmp_path / f"{name}.log", estimate_seconds=estimate)
+            for name, estimate, parameters in specs]
+
+
+def test_a_time_budget_starts_only_the_points_that_fit_and_leaves_the_rest_for_later(tmp_path):
+    executor, out = ScriptExecutor(), io.StringIO()
+    todo = points(tmp_path, ("long", 600.0, {}), ("short", 5.0, {}), ("longer", 900.0, {}), ("also-short", 4.0, {}))
+    outcomes, stopped = run_points(todo, jobs=1, executor=executor, display=GridDisplay(total=4, stream=out),
+                                   deadline=time.time() + 60, poll_seconds=0.05)
+    assert stopped is None
+    assert executor.started == ["short", "also-short"]  # a shorter point after one that does not fit still starts
+    status = {outcome.point.run_id: outcome.status for outcome in outcomes}
+    assert status == {"long": "left", "short": "done", "longer": "left", "also-short": "done"}
+    text = out.getvalue()
+    assert "left for later: long (about 10 min" in text and "left for later: longer (about 15 min" in text
+
+
+def test_a_failed_point_is_reported_with_its_log_and_the_others_go_on(tmp_path):
+    executor, out = ScriptExecutor(), io.StringIO()
+    todo = points(tmp_path, ("bad", 1.0, {"error": "ValueError: broken"}), ("good", 1.0, {}), ("good2", 1.0, {}))
+    outcomes, _ = run_points(todo, jobs=2, executor=executor, display=GridDisplay(total=3, stream=out),
+                             poll_seconds=0.05)
+    status = {outcome.point.run_id: outcome.status for outcome in outcomes}
+    assert status == {"bad": "failed", "good": "done", "good2": "done"}
+    assert f"FAILED bad after" in out.getvalue() and str(tmp_path / "bad.log") in out.getvalue()
+    assert "3/3" not in out.getvalue().splitlines()[-1] or "1 failed" in out.getvalue().splitlines()[-1]
+
+
+def test_the_display_says_where_the_grid_stands_on_every_line_and_draws_a_bar_only_on_a_terminal(tmp_path):
+    point = points(tmp_path, ("p", 120.0, {}))[0]
+    out = io.StringIO()
+    display = GridDisplay(total=2, stream=out, tty=False)
+    display.started(point, 0)
+    display.progress(point, {"event": "epoch", "epoch": 3, "max_epochs": 100, "selection": "-valid_loss",
+                             "best_metric": -0.2513, "best_epoch": 2, "bad_epochs": 1, "patience": 5,
+                             "epoch_seconds": 46.5}, elapsed=150)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in out.getvalue()
+    assert lines[0].startswith("start p (about 2 min; log ") and lines[0].endswith("0/2 done, 1 running, 1 waiting | 0 s elapsed]")
+    assert "epoch 3/100, best valid_loss 0.2513 at epoch 2 (1 of 5 epochs without a better one), 46 s per epoch" in lines[1]
+    on_terminal = io.StringIO()
+    GridDisplay(total=2, stream=on_terminal, tty=True).started(point, 0)
+    assert "points 0/2" in on_terminal.getvalue() and "\r" in on_terminal.getvalue()
+
+
+def test_durations_read_at_a_glance():
+    assert [duration(s) for s in (40, 600, 3900, None)] == ["40 s", "10 min", "1h05", "?"]
+
+
+# ---- a real batch: smoke runs through papermill in processes of their own ---------------------------
+def long_smoke_grid(tmp_path: Path, max_epochs: int) -> Path:
+    grid = tmp_path / "long.yaml"
+    grid.write_text(textwrap.dedent(f"""\
+        notebook: {REPO / 'notebooks' / '01_experiment.ipynb'}
+        preset: smoke
+        overrides: {{max_epochs: {max_epochs}, patience: {max_epochs}, cache_dir: {tmp_path / 'cache'}}}
+        grid:
+          - {{model: [spectrogram], train_size: [20], seed: [0]}}
+        """))
+    return grid
+
+
+def batch_command(grid: Path, tmp_path: Path) -> list[str]:
+    return [sys.executable, "-m", "study", "batch", str(grid), "--results-dir", str(tmp_path / "results"),
+            "--no-report", "--jobs", "1"]
+
+
+def warning_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "warning" in line.lower()]
+
+
+def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes(tmp_path):
+    grid = long_smoke_grid(tmp_path, max_epochs=60)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(batch_command(grid, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=REPO, env=env)
+    lines = []
+    for line in process.stdout:  # wait for the second epoch line of the point
+        lines.append(line)
+        if sum(": epoch " in seen for seen in lines) >= 2:
+            break
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=300)
+    output = "".join(lines) + rest
+    assert process.returncode == 143, output
+    assert "estimate: about" in output and "stop with Ctrl-C (or SIGTERM)" in output
+    assert "SIGTERM: stopping 1 running point(s)" in output
+    assert "interrupted smoke-corpus-spectrogram-n20-s0-" in output and "resumes after epoch" in output
+    assert f"to go on: study batch" in output
+    assert warning_lines(output) == [] and "leaked" not in output
+    assert not list((tmp_path / "results" / "runs").glob("*/COMPLETE")) if (tmp_path / "results" / "runs").exists() else True
+
+    kept = int(output.split("resumes after epoch ")[1].split()[0])
+    # the point resumes where it stopped: one more short batch finishes it from its checkpoint
+    short = long_smoke_grid(tmp_path, max_epochs=60)
+    again = subprocess.run(batch_command(short, tmp_path), capture_output=True, text=True, cwd=REPO, env=env,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resumed after epoch {kept}" in again.stdout
+    assert warning_lines(again.stdout + again.stderr) == []
+
+
+def test_on_a_pseudo_terminal_the_batch_draws_a_bar(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    grid = long_smoke_grid(tmp_path, max_epochs=1)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal of 160 columns
+    process = subprocess.Popen(batch_command(grid, tmp_path), stdin=follower, stdout=follower, stderr=follower,
+                               cwd=REPO, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the batch is over
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=600)
+    os.close(leader)
+    text = b"".join(chunks).decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "points 0/1 |" in text and "points 1/1 |" in text  # the bar, redrawn in place
+    assert "done smoke-corpus-spectrogram-n20-s0-" in text
