@@ -23,11 +23,12 @@ Expected layout under ``data_root`` (DataConfig.data_root)::
     unique_tracks.txt        optional, the MSD's "track<SEP>song<SEP>artist<SEP>title" list: artists
 
 Conventions (DataConfig.split_convention): ``lee`` (default when the pickles are there) or
-``musicnn``.  Python-2 pickles are read with ``encoding='latin1'``.  Labels are matched by tag name.
+``musicnn``.  Python-2 pickles (the .cP and .pkl files) are read with ``encoding='latin1'`` by the
+restricted unpickler of study/data/pickles.py, which admits only lists, dicts, strings, numbers and
+numpy arrays, so a split file cannot run code on load.  Labels are matched by tag name.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from study.config import DataConfig
 from study.data.collection import Collection
 from study.data.files import (collection_from_files, find_file, read_python_list,
                               read_vector_tsv, require_file, require_root, resolve_audio_root)
+from study.data.pickles import load_pickle
 
 LEE_TRAIN_SIZE = 201_680  # sota split/msd/README: the first 201,680 ids of filtered_list_train.cP train
 N_TAGS = 50
@@ -58,12 +60,9 @@ AUDIO_DIRS = ("audio", "mp3", "")
 
 
 def load_py2_pickle(path: Path):
-    """A cPickle file written by Python 2: its byte strings are decoded as latin1."""
-    with open(path, "rb") as handle:
-        try:
-            return pickle.load(handle, encoding="latin1")
-        except Exception as error:
-            raise ValueError(f"{path}: cannot unpickle ({type(error).__name__}: {error})") from None
+    """A cPickle file written by Python 2: its byte strings are decoded as latin1, and only lists,
+    dicts, strings, numbers and numpy arrays are unpickled (a split file must not run code)."""
+    return load_pickle(path, encoding="latin1")
 
 
 def _text(value) -> str:

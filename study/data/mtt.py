@@ -20,6 +20,8 @@ Expected layout under ``data_root`` (DataConfig.data_root)::
                             annotations_final.csv (not the clip_id)
     tags.npy, binary.npy    the 50 tag names and the (rows, 50) label matrix (binary.npy may
                             also sit in data_root/data/)
+    (object arrays among them are pickles: read with the restricted unpickler of
+    study/data/pickles.py, which admits only strings, numbers and numpy arrays: no code runs on load)
 
 Conventions (DataConfig.split_convention):
 
@@ -46,6 +48,7 @@ from study.config import DataConfig
 from study.data.collection import Collection
 from study.data.files import (collection_from_files, find_file, read_python_list,
                               read_vector_tsv, require_file, require_root, resolve_audio_root)
+from study.data.pickles import load_npy
 
 FOLDER_SPLIT = {**{f: "train" for f in "0123456789ab"}, "c": "valid", **{f: "test" for f in "def"}}
 BROKEN_CLIPS = ("35644", "55753", "57881")  # 35644 missing, 55753 and 57881 corrupt (docs: "Datasets")
@@ -208,10 +211,9 @@ def _musicnn(root: Path):
 
 
 def _load_strings(path: Path) -> list[str]:
-    try:
-        values = np.load(path)
-    except ValueError:  # saved as an object array: a pickle, written by the sota repository's scripts
-        values = np.load(path, allow_pickle=True)
+    # a string array, or an object array (a pickle, as the sota repository's scripts save some),
+    # whose payload only the restricted unpickler reads
+    values = load_npy(path)
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
 
 
