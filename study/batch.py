@@ -43,7 +43,7 @@ import yaml
 from study.config import DataConfig, RunConfig, config_from_parameters, field_comments
 from study.data import READERS, Collection, load_collection
 from study.data.cache import ensure_cache
-from study.estimate import estimate, job_threads
+from study.estimate import estimate, job_threads, wall_seconds
 from study.experiment import run_experiment
 from study.gbt import run_gbt
 from study.models import GBT, MODEL_NAMES
@@ -427,7 +427,8 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
         print(summary, file=out, flush=True)
         return summary
     table, wall = estimate([cfg for cfg, _ in todo], collections, results_dir=results_dir, jobs=jobs)
-    seconds = dict(zip(table["run_id"], table["seconds"]))
+    seconds = {row.run_id: _seconds_left(row, cfg) for row, (cfg, _) in zip(table.itertuples(), todo)}
+    wall = wall_seconds(list(seconds.values()), jobs)
     print(f"estimate: about {duration(wall)} with {jobs} run(s) at a time on this machine "
           f"({', '.join(_estimate_basis(table))}); `study batch {portable_path(grid.path)} --dry-run` lists every "
           f"point", file=out, flush=True)
@@ -467,6 +468,16 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
         print(f"to go on: study batch {portable_path(grid.path)}" + (" (the same options)" if deadline else ""),
               file=out, flush=True)
     return summary
+
+
+def _seconds_left(row, cfg: RunConfig) -> float:
+    """A point's estimate less the epochs its checkpoint already holds (an interrupted run resumes after them)."""
+    from study.train import read_progress
+
+    if cfg.model.model == GBT or not row.epoch_seconds == row.epoch_seconds:
+        return float(row.seconds)
+    done = (read_progress(_checkpoint_dir(cfg)) or {}).get("epoch", 0)
+    return float(row.seconds) - min(float(done), float(row.epochs) - 1) * float(row.epoch_seconds)
 
 
 def _estimate_basis(table: pd.DataFrame) -> list[str]:

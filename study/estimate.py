@@ -80,8 +80,8 @@ def _stored_epochs(results_dir: str | Path) -> pd.DataFrame:
             origin = read_json(run_dir, "provenance.json")
         except (ValueError, TypeError, KeyError, OSError):
             continue  # another schema, or not a network run
-        if not training.get("epochs"):
-            continue
+        if not training.get("epochs") or "train" not in (origin.get("timings") or {}):
+            continue  # not a network run, or a trained checkpoint scored again (study evaluate): no epochs of its own
         try:
             seconds = pd.read_csv(run_dir / "curve.csv")["seconds"].dropna()
         except (OSError, KeyError, ValueError):

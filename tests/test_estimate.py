@@ -13,10 +13,10 @@ from study.estimate import (START_SECONDS, _stored_epochs, estimate, expected_ep
                             throughput, wall_seconds)
 
 
-def store(results_dir, cfg: RunConfig, epochs: int) -> None:
+def store(results_dir, cfg: RunConfig, epochs: int, *, trained: bool = True) -> None:
     results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {}, "n_test": 1},
                       per_tag=pd.DataFrame({"tag": ["a"]}), curve=None, protocol={"training": {"epochs": epochs}},
-                      provenance={}, predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]],
+                      provenance={"timings": {"train": 60.0} if trained else {"test": 5.0}}, predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]],
                                                   "tags": ["a"], "is_regression": [False]})
 
 
@@ -53,7 +53,8 @@ def store_timed(results_dir, cfg: RunConfig, *, epochs: int, epoch_seconds: floa
     results.write_run(results_dir, cfg.run_id, config=cfg.to_dict(), metrics={"overall": {}, "n_test": 1},
                       per_tag=pd.DataFrame({"tag": ["a"]}), curve=curve, protocol={"training": {"epochs": epochs}},
                       provenance={"hardware": {"torch_threads": threads, "cpu_count": os.cpu_count(), "cuda": False},
-                                  "timings": {"test": test_seconds}, "created": created},
+                                  "timings": {"train": epochs * epoch_seconds, "test": test_seconds},
+                                  "created": created},
                       predictions={"track_ids": ["t"], "y_true": [[1.0]], "y_score": [[0.5]], "tags": ["a"],
                                    "is_regression": [False]})
 
@@ -69,7 +70,10 @@ def test_epoch_times_come_from_the_latest_runs_of_the_front_end_at_the_same_thre
                 created="2026-12-04T00:00:00")  # another jobs setting
     store_timed(tmp_path, RunConfig.from_flat("smoke", model="spectrogram", seed=0), epochs=10, epoch_seconds=50.0,
                 threads=1, created="2026-12-05T00:00:00")  # another front-end
+    rescored = RunConfig.from_flat("smoke", model="waveform", train_size=20, seed=8, whole_clip=True)
+    store(tmp_path, rescored, 10, trained=False)  # study evaluate's run of a trained checkpoint: no training time, not counted
     stored = _stored_epochs(tmp_path)
+    assert len(stored) == 8
     per_epoch, test, basis = measured_epoch(wave.with_overrides(seed=7), stored, threads=1)
     assert per_epoch == 31.0 and test == 10.0 and "3 latest run(s) at 1 thread(s)" == basis
     assert measured_epoch(wave, stored, threads=2)[0] == 15.0
