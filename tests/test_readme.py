@@ -52,6 +52,9 @@ NOT_RUN = {
     "make": "the tool's name in prose, not a command",
     "study train": "the command's name in prose; its examples are listed here",
     "study tag": "the command's name in prose; its examples are listed here",
+    "study batch grids/default.yaml --time-budget 120": "trains the default study's remaining points for up to "
+                                                        "two hours; tests/test_scheduler.py runs a time budget",
+    "study batch GRID --time-budget MINUTES": "the option's form in prose; its example is listed here",
     "study batch grids/default.yaml --dry-run": "measures each model's training speed here (a minute or two); "
                                                 "tests/test_estimate.py checks the estimate",
     "python tools/share_checkpoints.py grids/default.yaml": "copies checkpoints that only a trained cache holds",
