@@ -446,8 +446,16 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
               for cfg, parameters in todo]
     display = GridDisplay(total=len(points), stream=out)
     executor = LocalExecutor(threads=job_threads(jobs), gpus=_visible_gpus(jobs))
+    by_id = {cfg.run_id: cfg for cfg, _ in todo}
+
+    def reestimate(point: Point) -> float:  # the runs finished since the batch started count too
+        cfg = by_id[point.run_id]
+        row = next(estimate([cfg], collections, results_dir=results_dir, jobs=jobs)[0].itertuples())
+        return _seconds_left(row, cfg)
+
     try:
-        outcomes, stopped_by = run_points(points, jobs=jobs, executor=executor, display=display, deadline=deadline)
+        outcomes, stopped_by = run_points(points, jobs=jobs, executor=executor, display=display, deadline=deadline,
+                                          reestimate=reestimate)
     finally:
         display.close()
     for outcome in outcomes:

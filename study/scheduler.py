@@ -136,10 +136,13 @@ class _StopRequest:
 
 def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, display,
                deadline: float | None = None, poll_seconds: float = POLL_SECONDS,
-               clock: Callable[[], float] = time.time) -> tuple[list[Outcome], int | None]:
+               clock: Callable[[], float] = time.time,
+               reestimate: Callable[[Point], float] | None = None) -> tuple[list[Outcome], int | None]:
     """Run ``points`` in order, ``jobs`` at a time; (their outcomes, the signal that stopped the batch or None).
 
-    ``deadline`` (a ``clock()`` time) starts a point only if ``clock() + estimate`` is before it.
+    ``deadline`` (a ``clock()`` time) starts a point only if ``clock() + estimate`` is before it;
+    ``reestimate`` gives a point's estimate afresh just before that check, so that the runs finished
+    meanwhile (a first run of a new size, say) count.
     """
     pending = list(points)
     running: dict[int, _Running] = {}  # slot -> run
@@ -149,7 +152,7 @@ def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, d
             for slot in range(max(1, jobs)):
                 if slot in running or not pending or stop.signal is not None:
                     continue
-                point = _next_fitting(pending, deadline, clock, outcomes, display)
+                point = _next_fitting(pending, deadline, clock, outcomes, display, reestimate)
                 if point is None:
                     break
                 running[slot] = executor.start(point, slot)
@@ -171,10 +174,13 @@ def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, d
     return outcomes, stop.signal
 
 
-def _next_fitting(pending: list[Point], deadline: float | None, clock, outcomes: list[Outcome], display) -> Point | None:
+def _next_fitting(pending: list[Point], deadline: float | None, clock, outcomes: list[Outcome], display,
+                  reestimate: Callable[[Point], float] | None = None) -> Point | None:
     """The first pending point whose estimate fits before the deadline; those before it that do not are left."""
     while pending:
         point = pending.pop(0)
+        if reestimate is not None:
+            point.estimate_seconds = reestimate(point)
         if deadline is None or clock() + point.estimate_seconds <= deadline:
             return point
         outcomes.append(Outcome(point, "left"))

@@ -173,3 +173,15 @@ def test_on_a_pseudo_terminal_the_batch_draws_a_bar(tmp_path):
     assert process.returncode == 0, text
     assert "points 0/1 |" in text and "points 1/1 |" in text  # the bar, redrawn in place
     assert "done smoke-corpus-spectrogram-n20-s0-" in text
+
+
+def test_each_point_is_estimated_afresh_before_it_starts(tmp_path):
+    """A point's estimate may change while the batch runs (a finished run of its size is a better basis)."""
+    executor, out = ScriptExecutor(), io.StringIO()
+    todo = points(tmp_path, ("first", 5.0, {}), ("second", 5.0, {}))
+    fresh = {"first": 5.0, "second": 900.0}  # by the time 'second' starts, its basis says 15 minutes
+    outcomes, _ = run_points(todo, jobs=1, executor=executor, display=GridDisplay(total=2, stream=out),
+                             deadline=time.time() + 60, poll_seconds=0.05,
+                             reestimate=lambda point: fresh[point.run_id])
+    assert [outcome.status for outcome in outcomes] == ["done", "left"]
+    assert "left for later: second (about 15 min" in out.getvalue()
