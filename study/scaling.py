@@ -364,6 +364,45 @@ def budget_tradeoff(curves: pd.DataFrame, budgets: Sequence[float] = (45, 90, 18
     return pd.DataFrame(rows, columns=columns)
 
 
+# ---- the tables as sentences -------------------------------------------------------------------------------
+def _metric_name(metric: str) -> str:
+    """How a sentence names a metric, as the paper prints it: ROC-AUC, PR-AUC, √MSE."""
+    return metric.replace("_", "-").upper().replace("RMSE", "√MSE")
+
+
+def _oriented(difference: float, low: float, high: float, sign: float) -> tuple[float, float, float]:
+    """A difference a - b and its interval, read as b - a when ``sign`` is negative: the signs flip and the
+    bounds swap, so a sentence states the difference and its interval in the direction it names."""
+    return (difference, low, high) if sign > 0 else (-difference, -high, -low)
+
+
+def _steeper(crossing, level: str) -> str:
+    """Which line improves faster with data (``better_with_more_data``), and by how much per decade: the
+    slopes' difference oriented as that front-end minus the other, negated for √MSE (lower is better) so
+    that a positive gap always means "improves faster"."""
+    lower = crossing.metric in LOWER_IS_BETTER
+    sign = (1.0 if crossing.better_with_more_data == crossing.a else -1.0) * (-1.0 if lower else 1.0)
+    gap, low, high = _oriented(crossing.slope_difference, crossing.slope_difference_lo,
+                               crossing.slope_difference_hi, sign)
+    digits, unit = (4, "") if lower else (2, " points")
+    return (f"the steeper {'fall' if lower else 'rise'} is {crossing.better_with_more_data}'s, by {gap:.{digits}f}"
+            f"{unit} per decade ({level} interval [{low:.{digits}f}, {high:.{digits}f}])")
+
+
+def _and(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _where(found: Sequence[tuple[str, str]]) -> str:
+    """(front-end, metric) verdicts as one phrase grouped by front-end, in the order found:
+    'for the spectrogram on ROC-AUC and PR-AUC, and for the waveform on √MSE'."""
+    by_model: dict[str, list[str]] = {}
+    for model, metric in found:
+        by_model.setdefault(model, []).append(metric)
+    return ", and ".join(f"for the {model} on {_and(metrics)}" for model, metrics in by_model.items())
+
+
 def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossings: pd.DataFrame,
           records: pd.DataFrame, *, confidence: float = 0.95, paper_fits: pd.DataFrame | None = None) -> str:
     """What the stored runs show, as markdown sentences built from the tables (no number typed in).
@@ -378,20 +417,19 @@ def facts(cells: pd.DataFrame, pairs: pd.DataFrame, slopes: pd.DataFrame, crossi
     for size, group in pairs[(pairs["a"] == "waveform") & (pairs["b"] == "spectrogram")].groupby("train_size"):
         parts = []
         for row in group[group["metric"].isin(PERCENT)].itertuples():
-            ahead = "waveform" if row.difference > 0 else "spectrogram"
-            sure = "excludes" if row.difference_lo > 0 or row.difference_hi < 0 else "includes"
-            parts.append(f"{row.metric.replace('_', '-').upper()} {ahead} ahead by {abs(row.difference):.2f} points "
-                         f"({level} interval [{row.difference_lo:.2f}, {row.difference_hi:.2f}], {sure} 0, "
-                         f"p = {row.p:.3f})")
+            ahead, sign = (row.a, 1.0) if row.difference > 0 else (row.b, -1.0)  # the table holds a - b
+            lead, low, high = _oriented(row.difference, row.difference_lo, row.difference_hi, sign)
+            sure = "excludes" if low > 0 or high < 0 else "includes"
+            parts.append(f"{_metric_name(row.metric)} {ahead} ahead by {lead:.2f} points "
+                         f"({level} interval [{low:.2f}, {high:.2f}], {sure} 0, p = {row.p:.3f})")
         lines.append(f"- **{size:,} clips**: " + "; ".join(parts) + ".")
     for row in slopes[slopes["metric"].isin(PERCENT)].itertuples():
-        lines.append(f"- {row.model} {row.metric.replace('_', '-').upper()} gains {row.slope:.2f} points per decade of "
+        lines.append(f"- {row.model} {_metric_name(row.metric)} gains {row.slope:.2f} points per decade of "
                      f"training data ({level} interval [{row.slope_lo:.2f}, {row.slope_hi:.2f}]).")
     for row in crossings.itertuples():
         where = row.where if not np.isfinite(row.crossover) else \
             f"{row.where}, at {row.crossover:,.0f} clips ([{row.crossover_lo:,.0f}, {row.crossover_hi:,.0f}])"
-        lines.append(f"- {row.metric.replace('_', '-').upper()} lines of {row.a} and {row.b}: {where}; the steeper "
-                     f"is {row.better_with_more_data}'s.")
+        lines.append(f"- {_metric_name(row.metric)} lines of {row.a} and {row.b}: {where}; {_steeper(row, level)}.")
     if paper_fits is not None:
         lines += _paper_agreement(crossings, paper_fits)
     baseline = cells[cells["model"] == BASELINE]
@@ -418,7 +456,7 @@ def _paper_agreement(crossings: pd.DataFrame, paper_fits: pd.DataFrame) -> list[
         if len(theirs) < 2:
             continue
         steeper = theirs.loc[theirs["slope_per_decade"].idxmax(), "model"]
-        name = row.metric.replace("_", "-").upper()
+        name = _metric_name(row.metric)
         if row.where.startswith("not placed"):
             verdict = "here the two slopes cannot be told apart, so these runs neither confirm nor contradict it"
         elif row.better_with_more_data == steeper:
@@ -435,39 +473,42 @@ def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95)
     table (:func:`contrasts` with ``vary="loss"``): every other loss minus the default, per front-end and
     metric, and whether any beats it with an interval that excludes zero."""
     level = f"{100 * confidence:.0f} %"
-    lines, better, worse = [], [], []
+    lines: list[str] = []
+    verdicts: dict[str, dict[str, list[tuple[str, str]]]] = {}  # other loss -> better / worse -> (front-end, metric)
     for row in pairs.itertuples():
         if default not in (row.a, row.b) or row.a == row.b:
             continue
         other, sign = (row.a, 1.0) if row.b == default else (row.b, -1.0)  # oriented as other - default
-        diff = sign * row.difference
-        low, high = sorted((sign * row.difference_lo, sign * row.difference_hi))
+        diff, low, high = _oriented(row.difference, row.difference_lo, row.difference_hi, sign)
         gain = -diff if row.metric in LOWER_IS_BETTER else diff  # > 0: the other loss is better
         sure = low > 0 or high < 0
-        name = row.metric.replace("_", "-").upper().replace("RMSE", "√MSE")
+        name = _metric_name(row.metric)
         digits = 4 if row.metric in LOWER_IS_BETTER else 2
         said = ("better" if gain > 0 else "worse") if sure else "not told apart"
         lines.append(f"- {row.model}, {name}: {other} − {default} = {diff:+.{digits}f} ({level} interval "
                      f"[{low:.{digits}f}, {high:.{digits}f}], p = {row.p:.3f}): {said}.")
         if sure:
-            (better if gain > 0 else worse).append((other, f"{other} ({row.model}, {name})"))
+            verdicts.setdefault(other, {"better": [], "worse": []})[said].append((row.model, name))
     if not lines:
         return ""
-    beaten = {loss for loss, _ in worse}  # losses the default beats somewhere
-    winners = [label for loss, label in better if loss not in beaten]
-    mixed = [label for loss, label in better if loss in beaten]
-    losers = ", ".join(label for _, label in worse)
+    winners = [loss for loss, found in verdicts.items() if found["better"] and not found["worse"]]
+    mixed = [loss for loss, found in verdicts.items() if found["better"] and found["worse"]]
+    losers = [loss for loss, found in verdicts.items() if found["worse"] and not found["better"]]
     if winners:
+        said = "; ".join(f"{loss} is better than `{default}` {_where(verdicts[loss]['better'])}" for loss in winners)
         lines.append(f"- **The stored runs favour another loss** where the interval excludes zero, and it loses "
-                     f"nowhere: {', '.join(winners)}. The default `{default}` should be revisited.")
+                     f"nowhere: {said}. The default `{default}` should be revisited.")
     elif mixed:
-        lines.append(f"- **The runs disagree**: the same loss is better in {', '.join(mixed)} but worse in "
-                     f"{losers}. Such opposite verdicts are what a rerun's variation looks like when "
-                     f"the intervals cover test clips only: the default `{default}` stays until the grid's seeds "
-                     f"decide.")
+        said = [f"{loss} is better than `{default}` {_where(verdicts[loss]['better'])}, but worse "
+                f"{_where(verdicts[loss]['worse'])}" for loss in mixed]
+        said += [f"{loss} is worse than `{default}` {_where(verdicts[loss]['worse'])}" for loss in losers]
+        lines.append(f"- **The runs disagree**: {'; '.join(said)}. Such opposite verdicts are what a rerun's variation "
+                     f"looks like when the intervals cover test clips only: the default `{default}` stays until the "
+                     f"grid's seeds decide.")
     else:
+        beaten = ", and than ".join(f"{loss} {_where(verdicts[loss]['worse'])}" for loss in losers)
         lines.append(f"- **No other loss beats `{default}`** with an interval that excludes zero"
-                     + (f"; `{default}` is the better of the two in {losers}." if worse else "."))
+                     + (f"; `{default}` is better than {beaten}." if losers else "."))
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """The data-scale statistics (study/scaling.py) on synthetic runs whose predictions have known quality."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -216,9 +218,97 @@ def test_the_loss_reading_orients_every_difference_against_the_default_and_gives
     assert len(reading) == 3
     assert "per_kind − bce = -0.50" in reading[0] and "[-0.80, -0.20]" in reading[0] and reading[0].endswith("worse.")
     assert "mse − bce = -0.0020" in reading[1] and "not told apart" in reading[1]
-    assert "No other loss beats `bce`" in reading[2] and "per_kind (waveform, ROC-AUC)" in reading[2]
+    assert reading[2] == ("- **No other loss beats `bce`** with an interval that excludes zero; `bce` is better than "
+                          "per_kind for the waveform on ROC-AUC.")
     pairs.loc[0, ["difference", "difference_lo", "difference_hi"]] = [-0.5, -0.8, -0.2]
     assert "favour another loss" in scaling.loss_reading(pairs, "bce")
     spectrogram = pairs.iloc[[0]].assign(model="spectrogram", difference=0.5, difference_lo=0.2, difference_hi=0.8)
     assert "The runs disagree" in scaling.loss_reading(pd.concat([pairs, spectrogram]), "bce")
     assert scaling.loss_reading(pairs.iloc[0:0], "bce") == ""
+
+
+AHEAD = re.compile(r"(\w+) ahead by (-?[\d.]+) points \(95 % interval \[(-?[\d.]+), (-?[\d.]+)\], (excludes|includes) 0")
+
+
+def _stated(sentences: str) -> list[tuple[str, float, float, float, str]]:
+    return [(who, float(lead), float(low), float(high), sure) for who, lead, low, high, sure in AHEAD.findall(sentences)]
+
+
+def test_each_front_end_ahead_is_stated_with_the_interval_of_its_own_lead():
+    # the table holds waveform - spectrogram: spectrogram ahead at 100 clips, waveform at 1,000
+    pairs = pd.DataFrame([
+        {"train_size": 100, "a": "waveform", "b": "spectrogram", "metric": "roc_auc", "difference": -0.33,
+         "difference_lo": -0.52, "difference_hi": -0.16, "p": 0.001},
+        {"train_size": 1000, "a": "waveform", "b": "spectrogram", "metric": "roc_auc", "difference": 0.41,
+         "difference_lo": 0.12, "difference_hi": 0.70, "p": 0.004},
+        {"train_size": 1000, "a": "waveform", "b": "spectrogram", "metric": "pr_auc", "difference": -0.20,
+         "difference_lo": -1.40, "difference_hi": 0.67, "p": 0.443},
+    ])
+    empty = pd.DataFrame(columns=["metric", "model"])
+    text = scaling.facts(empty, pairs, empty, pd.DataFrame(), pd.DataFrame())
+    assert "ROC-AUC spectrogram ahead by 0.33 points (95 % interval [0.16, 0.52], excludes 0" in text
+    assert "ROC-AUC waveform ahead by 0.41 points (95 % interval [0.12, 0.70], excludes 0" in text
+    assert "PR-AUC spectrogram ahead by 0.20 points (95 % interval [-0.67, 1.40], includes 0" in text
+    assert len(_stated(text)) == 3
+
+
+def test_the_facts_of_stored_runs_state_every_lead_inside_its_interval(study):
+    folder, runs, draws = study
+    cells, pairs = scaling.cell_table(runs, draws), scaling.paired_differences(draws)
+    slopes, crossings = scaling.scaling_fits(draws)
+    stated = _stated(scaling.facts(cells, pairs, slopes, crossings, scaling.training_records(runs, folder)))
+    assert {who for who, *_ in stated} == {"spectrogram", "waveform"}  # the designed runs put each ahead somewhere
+    for who, lead, low, high, sure in stated:
+        assert lead >= 0 and low <= lead <= high, (who, lead, low, high)
+        assert (sure == "excludes") == (low > 0), (who, lead, low, high)  # a sure lead has a positive interval
+    roc = crossings.set_index("metric").loc["roc_auc"]
+    line = next(line for line in scaling.facts(cells, pairs, slopes, crossings, pd.DataFrame()).splitlines()
+                if line.startswith("- ROC-AUC lines"))
+    assert f"the steeper rise is waveform's, by {roc['slope_difference']:.2f} points per decade" in line
+
+
+def test_the_steeper_line_is_stated_with_the_interval_of_its_own_gap():
+    crossings = pd.DataFrame([  # slope_difference is a - b
+        {"metric": "roc_auc", "a": "waveform", "b": "spectrogram", "slope_difference": -0.8,
+         "slope_difference_lo": -1.3, "slope_difference_hi": -0.3, "crossover": np.nan, "crossover_lo": np.nan,
+         "crossover_hi": np.nan, "where": "beyond the trained range", "better_with_more_data": "spectrogram"},
+        # √MSE: the waveform's error falls faster (its slope is lower), so it is the better with more data
+        {"metric": "rmse", "a": "waveform", "b": "spectrogram", "slope_difference": -0.004,
+         "slope_difference_lo": -0.007, "slope_difference_hi": -0.001, "crossover": np.nan, "crossover_lo": np.nan,
+         "crossover_hi": np.nan, "where": "beyond the trained range", "better_with_more_data": "waveform"},
+    ])
+    empty = pd.DataFrame(columns=["metric", "model", "a", "b", "train_size"])
+    lines = scaling.facts(empty, empty, empty, crossings, pd.DataFrame()).splitlines()
+    assert lines[0].endswith("the steeper rise is spectrogram's, by 0.80 points per decade (95 % interval [0.30, 1.30]).")
+    assert lines[1].startswith("- √MSE lines")
+    assert lines[1].endswith("the steeper fall is waveform's, by 0.0040 per decade (95 % interval [0.0010, 0.0070]).")
+
+
+def _loss_pairs(rows) -> pd.DataFrame:
+    """Paired rows (model, a, b, metric, a - b, its interval), p fixed: what :func:`scaling.contrasts` stores."""
+    return pd.DataFrame([{"model": model, "a": a, "b": b, "metric": metric, "difference": diff, "difference_lo": low,
+                          "difference_hi": high, "p": 0.001} for model, a, b, metric, diff, low, high in rows])
+
+
+def test_the_loss_verdict_groups_its_findings_by_loss_and_front_end():
+    pairs = _loss_pairs([
+        ("spectrogram", "bce", "per_kind", "roc_auc", -0.21, -0.32, -0.10),  # per_kind better
+        ("spectrogram", "bce", "per_kind", "pr_auc", -1.35, -1.93, -0.77),  # per_kind better
+        ("spectrogram", "bce", "per_kind", "rmse", 0.0004, -0.0008, 0.0015),  # not told apart: not in the verdict
+        ("waveform", "bce", "per_kind", "roc_auc", 0.24, 0.13, 0.34),  # per_kind worse
+        ("waveform", "bce", "per_kind", "pr_auc", 1.21, 0.51, 2.00),  # per_kind worse
+        ("waveform", "bce", "per_kind", "rmse", -0.0046, -0.0061, -0.0031),  # per_kind's √MSE higher: worse
+        ("waveform", "mse", "bce", "roc_auc", -2.0, -3.0, -1.0),  # mse worse, and nowhere better
+    ])
+    reading = scaling.loss_reading(pairs, "bce").splitlines()
+    assert reading[0].startswith("- spectrogram, ROC-AUC: per_kind − bce = +0.21 (95 % interval [0.10, 0.32]")
+    assert reading[5].startswith("- waveform, √MSE: per_kind − bce = +0.0046 (95 % interval [0.0031, 0.0061]")
+    assert reading[-1].startswith(
+        "- **The runs disagree**: per_kind is better than `bce` for the spectrogram on ROC-AUC and PR-AUC, but worse "
+        "for the waveform on ROC-AUC, PR-AUC and √MSE; mse is worse than `bce` for the waveform on ROC-AUC. ")
+    winning = scaling.loss_reading(pairs[pairs["model"].eq("spectrogram")], "bce").splitlines()[-1]
+    assert "it loses nowhere: per_kind is better than `bce` for the spectrogram on ROC-AUC and PR-AUC." in winning
+    losing = pairs[pairs["model"].eq("waveform")].assign(model=["spectrogram", "waveform", "waveform", "waveform"])
+    assert scaling.loss_reading(losing, "bce").splitlines()[-1] == (
+        "- **No other loss beats `bce`** with an interval that excludes zero; `bce` is better than per_kind for the "
+        "spectrogram on ROC-AUC, and for the waveform on PR-AUC and √MSE, and than mse for the waveform on ROC-AUC.")
