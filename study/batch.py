@@ -482,7 +482,7 @@ def _seconds_left(row, cfg: RunConfig) -> float:
     """A point's estimate less the epochs its checkpoint already holds (an interrupted run resumes after them)."""
     from study.train import read_progress
 
-    if cfg.model.model == GBT or not row.epoch_seconds == row.epoch_seconds:
+    if cfg.model.model == GBT or pd.isna(row.epoch_seconds):
         return float(row.seconds)
     done = (read_progress(_checkpoint_dir(cfg)) or {}).get("epoch", 0)
     return float(row.seconds) - min(float(done), float(row.epochs) - 1) * float(row.epoch_seconds)

@@ -66,10 +66,9 @@ class GridDisplay:
             if event.get("epoch"):
                 self._line(f"{point.run_id}: resumed after epoch {event['epoch']}")
             return
-        best = event.get("best_metric")
-        name = str(event.get("selection", "")).lstrip("-")
-        shown = f"{abs(best):.4f}" if best is not None and name.endswith(("loss", "rmse")) else (
-            f"{best:.4f}" if best is not None else "?")
+        best, selection = event.get("best_metric"), str(event.get("selection", ""))
+        name = selection.lstrip("-")  # '-valid_loss': the loss, negated so that higher is better
+        shown = "?" if best is None else f"{-best if selection.startswith('-') else best:.4f}"
         ending = f", stopped: {event['stop_reason']}" if event.get("finished") else ""
         self._line(f"{point.run_id}: epoch {event['epoch']}/{event.get('max_epochs', '?')}, best {name} {shown} "
                    f"at epoch {event.get('best_epoch')} ({event.get('bad_epochs', 0)} of {event.get('patience', '?')} "
