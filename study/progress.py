@@ -52,6 +52,7 @@ class GridDisplay:
         self.tty = getattr(self.stream, "isatty", lambda: False)() if tty is None else tty
         self.total, self.done, self.failed, self.running, self.n_left = total, 0, 0, 0, 0
         self.clock, self.started_at, self.eta = clock, clock(), None
+        self.followed: set[str] = set()  # points whose first event was shown
         width = shutil.get_terminal_size(fallback=(100, 24)).columns  # a terminal that reports no size: 100
         self.bar = tqdm(total=total, file=self.stream, desc="points", unit="run", ncols=width,
                         bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {postfix}") if self.tty else None
@@ -62,9 +63,11 @@ class GridDisplay:
         self._line(f"start {point.run_id} (about {duration(point.estimate_seconds)}; log {point.log})")
 
     def progress(self, point, event: dict, elapsed: float) -> None:
+        if point.run_id not in self.followed:  # the first event seen of this point, whichever it is
+            self.followed.add(point.run_id)
+            if event.get("resumed_after"):
+                self._line(f"{point.run_id}: resumed after epoch {event['resumed_after']}")
         if event.get("event") == "start":
-            if event.get("epoch"):
-                self._line(f"{point.run_id}: resumed after epoch {event['epoch']}")
             return
         best, selection = event.get("best_metric"), str(event.get("selection", ""))
         name = selection.lstrip("-")  # '-valid_loss': the loss, negated so that higher is better

@@ -285,17 +285,18 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
         log(f"resuming {checkpoint_dir} after epoch {run.epoch} (best {selection} {run.best_metric:.4f} "
             f"at epoch {run.best_epoch})" + (f": already finished ({run.stop_reason})" if run.finished else ""))
 
+    resumed_after = run.epoch  # 0 for a fresh run
     net = _wrap(model, device, dist)
     sampler, loader = _loader(train_data, step_batch, device, dist, cfg)
     workers = loader.num_workers
     if dist.is_main:
         log(_header(model, config, device, amp, dist, selection, train_data, workers))
-        write_progress(checkpoint_dir, _progress_event(run, cfg, selection, started=True))
+        write_progress(checkpoint_dir, _progress_event(run, cfg, selection, resumed_after, started=True))
         warning = idle_gpu_warning() if device.type == "cpu" and cfg.device == "auto" else ""
         if warning:
             log(f"WARNING: {warning}")
 
-    first_epoch = run.epoch + 1
+    first_epoch = resumed_after + 1
     while not run.finished and run.epoch < cfg.max_epochs:
         epoch = run.epoch + 1
         epoch_started = time.perf_counter()
@@ -328,7 +329,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
                       "world_size": dist.world_size}
             _save_epoch(checkpoint_dir, common, model, optimizer, scaler, run,
                         best_scores=(scores, valid.track_ids) if improved else None)
-            write_progress(checkpoint_dir, _progress_event(run, cfg, selection))  # after last.pt holds the epoch
+            write_progress(checkpoint_dir, _progress_event(run, cfg, selection, resumed_after))  # after last.pt holds the epoch
         barrier(dist)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
@@ -526,12 +527,15 @@ def read_progress(folder: str | Path) -> dict | None:
         return None
 
 
-def _progress_event(run: Progress, cfg: TrainConfig, selection: str, *, started: bool = False) -> dict:
+def _progress_event(run: Progress, cfg: TrainConfig, selection: str, resumed_after: int, *,
+                    started: bool = False) -> dict:
+    """Every event says which epoch the run resumed after: a follower that polls may miss the start event."""
     last = run.history[-1] if run.history else {}
     return {"epoch": run.epoch, "max_epochs": cfg.max_epochs, "selection": selection, "best_metric": run.best_metric
             if run.best_epoch else None, "best_epoch": run.best_epoch, "finished": run.finished,
             "stop_reason": run.stop_reason, "epoch_seconds": last.get("seconds"), "patience": cfg.patience,
-            "bad_epochs": run.bad_epochs, "time": time.time(), "event": "start" if started else "epoch"}
+            "bad_epochs": run.bad_epochs, "resumed_after": resumed_after, "time": time.time(),
+            "event": "start" if started else "epoch"}
 
 
 def _epoch_line(record: dict[str, float], run: Progress, selection: str, cfg: TrainConfig) -> str:

@@ -89,6 +89,23 @@ def test_the_display_says_where_the_grid_stands_on_every_line_and_draws_a_bar_on
     assert "points 0/2" in on_terminal.getvalue() and "\r" in on_terminal.getvalue()
 
 
+def test_a_resume_is_shown_even_when_the_first_event_seen_is_an_epoch(tmp_path):
+    # the display polls progress.json: on a fast machine the start event is overwritten before it is read
+    point = points(tmp_path, ("p", 120.0, {}))[0]
+    out = io.StringIO()
+    display = GridDisplay(total=1, stream=out, tty=False)
+    epoch = {"event": "epoch", "epoch": 8, "max_epochs": 100, "selection": "valid_roc_auc", "best_metric": 0.8,
+             "best_epoch": 8, "bad_epochs": 0, "patience": 5, "epoch_seconds": 3.0, "resumed_after": 7}
+    display.progress(point, epoch, elapsed=5)
+    display.progress(point, {**epoch, "epoch": 9, "bad_epochs": 1}, elapsed=8)
+    lines = out.getvalue().splitlines()
+    assert [line.split("  [")[0] for line in lines[:1]] == ["p: resumed after epoch 7"]
+    assert len(lines) == 3 and "epoch 8/100" in lines[1] and "epoch 9/100" in lines[2]
+    fresh = io.StringIO()
+    GridDisplay(total=1, stream=fresh, tty=False).progress(point, {**epoch, "resumed_after": 0}, elapsed=5)
+    assert "resumed" not in fresh.getvalue()
+
+
 def test_durations_read_at_a_glance():
     assert [duration(s) for s in (40, 600, 3900, None)] == ["40 s", "10 min", "1h05", "?"]
 

@@ -20,7 +20,7 @@ from study.data.collection import Collection
 from study.device import DistInfo, amp_enabled, derived_seed, resolve_device, set_deterministic, setup_distributed
 from study.evaluate import SongSet
 from study.train import (Progress, TaggingLoss, loss_kind, positive_weights, probability_loss, process_batch,
-                         selection_metric, train)
+                         read_progress, selection_metric, train)
 from tests.tiny import (CLIP_SAMPLES, PATCH_SAMPLES, REGRESSION, TAGS, TINY_TRAIN, TinyTagger, run_tiny,
                         synthetic_clip, tiny_data, tiny_model)
 
@@ -145,9 +145,11 @@ def test_resume_after_a_kill_between_epochs_ends_like_an_uninterrupted_run(refer
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tmp_path, on_epoch_end=kill_after_two)
     assert load_checkpoint(tmp_path / LAST)["epoch"] == 2
+    assert read_progress(tmp_path)["resumed_after"] == 0
     resumed = run_tiny(tmp_path, model=tiny_model(seed=99))  # other initial weights: all must come from last.pt
     expected, _ = reference
     assert resumed.epochs_run == 2
+    assert read_progress(tmp_path)["resumed_after"] == 2 and read_progress(tmp_path)["epoch"] == 4
     for name, tensor in expected.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert same_history(resumed.history, expected.history)
