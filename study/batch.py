@@ -92,6 +92,7 @@ class Grid:
     reports: tuple[Report, ...]
     jobs: int = 1
     outputs: str = ""  # sub-folder of figures/ and results/tables/ for this grid's reports ('' = top level)
+    slurm: dict[str, Any] = field(default_factory=dict)  # each point's job resources (study.slurm.SlurmResources)
 
     def base_config(self) -> RunConfig:
         """The preset with the grid's overrides: what every point shares."""
@@ -126,10 +127,10 @@ def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
     if not path.is_file():
         raise FileNotFoundError(f"grid file {path} does not exist — give a grid such as grids/default.yaml")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"notebook", "preset", "jobs", "overrides", "grid", "reports", "outputs"}
+    unknown = set(spec) - {"notebook", "preset", "jobs", "overrides", "grid", "reports", "outputs", "slurm"}
     if unknown or "grid" not in spec or "notebook" not in spec:
         raise ValueError(f"{path}: expected keys notebook, preset, grid (and optional jobs, overrides, reports, "
-                         f"outputs); got {sorted(spec)}")
+                         f"outputs, slurm); got {sorted(spec)}")
     preset = str(spec.get("preset", "default"))
     overrides = _expand_env(dict(spec.get("overrides") or {}), path, require_env)
     notebook = resolve_path(spec["notebook"])
@@ -151,7 +152,8 @@ def load_grid(path: str | Path, *, require_env: bool = True) -> Grid:
             points.setdefault(run_id, point)
     reports = tuple(_report(item, path) for item in spec.get("reports") or [])
     return Grid(path=path, notebook=notebook, preset=preset, overrides=overrides, points=tuple(points.values()),
-                reports=reports, jobs=int(spec.get("jobs", 1)), outputs=str(spec.get("outputs") or ""))
+                reports=reports, jobs=int(spec.get("jobs", 1)), outputs=str(spec.get("outputs") or ""),
+                slurm=dict(spec.get("slurm") or {}))
 
 
 def _report(item: Any, grid_path: Path) -> Report:
@@ -367,6 +369,7 @@ class BatchSummary:
     reports: list[Path] = field(default_factory=list)  # executed report notebooks
     interrupted: dict[str, int] = field(default_factory=dict)  # run id -> the epoch its checkpoint holds
     left: list[str] = field(default_factory=list)  # not started: outside the time budget, or after a stop
+    held: dict[str, str] = field(default_factory=dict)  # not started: run id -> the other worker running it
     stopped_by: int | None = None  # the signal that stopped the batch
 
     @property
@@ -383,29 +386,36 @@ class BatchSummary:
     def __str__(self) -> str:
         lines = [f"{self.grid}: done {len(self.done)}, skipped {len(self.skipped)} (already complete), "
                  f"failed {len(self.failed)}" + (f", interrupted {len(self.interrupted)}" if self.interrupted else "")
-                 + (f", left for later {len(self.left)}" if self.left else "")]
+                 + (f", left for later {len(self.left)}" if self.left else "")
+                 + (f", left to other workers {len(self.held)}" if self.held else "")]
         lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
         lines += [f"  interrupted {run_id}: resumes after epoch {epoch}" if epoch else
                   f"  interrupted {run_id}: before its first epoch ended, starts again" for run_id, epoch in
                   self.interrupted.items()]
         lines += [f"  left for later {run_id}" for run_id in self.left]
+        lines += [f"  left to another worker {run_id}: run by {holder}" for run_id, holder in self.held.items()]
         lines += [f"  report {path}" for path in self.reports]
         return "\n".join(lines)
 
 
 def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", figures_dir: str | Path = "figures",
               jobs: int | None = None, retries: int = 1, report: bool = True, deadline: float | None = None,
-              stream=None) -> BatchSummary:
+              stream=None, executor: str = "local", slurm: dict[str, Any] | None = None) -> BatchSummary:
     """Run every point of a grid that is not complete yet, then its report notebooks.
 
     ``deadline`` (a ``time.time()``) starts a point only when its estimate fits before it
     (``--time-budget``); what does not fit is listed as left for later, and the reports still run.
+    ``executor="slurm"`` submits each point as a SLURM job (study.slurm) with the grid's ``slurm:``
+    resources updated by ``slurm``; every point is submitted at once unless ``jobs`` caps it.
+    A point whose lock another worker holds (study.locks) is left to it.
     """
+    from study.locks import held_by
     from study.progress import GridDisplay, duration
     from study.scheduler import LocalExecutor, Point, run_points
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    jobs = max(1, jobs or grid.jobs)
+    cluster = _slurm_executor(grid, slurm) if executor == "slurm" else None
+    jobs = max(1, jobs or (len(grid.points) if cluster else grid.jobs))
     summary = BatchSummary(grid.path)
     out = stream or sys.stdout
     notebooks_dir = resolve_path(results_dir) / "notebooks"
@@ -445,7 +455,7 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
                     progress_dir=None if cfg.model.model == GBT else _checkpoint_dir(cfg))
               for cfg, parameters in todo]
     display = GridDisplay(total=len(points), stream=out)
-    executor = LocalExecutor(threads=job_threads(jobs), gpus=_visible_gpus(jobs))
+    runner = cluster or LocalExecutor(threads=job_threads(jobs), gpus=_visible_gpus(jobs))
     by_id = {cfg.run_id: cfg for cfg, _ in todo}
 
     def reestimate(point: Point) -> float:  # the runs finished since the batch started count too
@@ -454,8 +464,8 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
         return _seconds_left(row, cfg)
 
     try:
-        outcomes, stopped_by = run_points(points, jobs=jobs, executor=executor, display=display, deadline=deadline,
-                                          reestimate=reestimate)
+        outcomes, stopped_by = run_points(points, jobs=jobs, executor=runner, display=display, deadline=deadline,
+                                          reestimate=reestimate, held=lambda p: held_by(results_dir, p.run_id))
     finally:
         display.close()
     for outcome in outcomes:
@@ -466,6 +476,8 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
             summary.failed[run_id] = f"{outcome.error} (see {outcome.point.output} and {outcome.point.log})"
         elif outcome.status == "interrupted":
             summary.interrupted[run_id] = outcome.epoch
+        elif outcome.status == "held":
+            summary.held[run_id] = outcome.error or "another worker"
         else:
             summary.left.append(run_id)
     summary.stopped_by = stopped_by
@@ -476,6 +488,23 @@ def run_batch(grid: str | Path | Grid, *, results_dir: str | Path = "results", f
         print(f"to go on: study batch {portable_path(grid.path)}" + (" (the same options)" if deadline else ""),
               file=out, flush=True)
     return summary
+
+
+def _slurm_executor(grid: Grid, options: dict[str, Any] | None):
+    """The grid's SLURM executor, after checking that a controller answers (a clear error otherwise)."""
+    from study.errors import UserError
+    from study.slurm import SlurmExecutor, SlurmResources, slurm_available
+
+    problem = slurm_available()
+    if problem:
+        raise UserError(f"--executor slurm: {problem}")
+    resources = SlurmResources().with_overrides(**grid.slurm).with_overrides(**(options or {}))
+    return SlurmExecutor(folder=_slurm_folder(grid), resources=resources)
+
+
+def _slurm_folder(grid: Grid) -> Path:
+    """Where submitit keeps each job's files: beside the audio cache (shared by the cluster's nodes)."""
+    return resolve_path(grid.base_config().data.cache_dir) / "slurm"
 
 
 def _seconds_left(row, cfg: RunConfig) -> float:
@@ -547,10 +576,25 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                                 "is left for a later batch (for a scheduler's time limit)")
         limit.add_argument("--deadline", default=None, metavar="TIME",
                            help="as --time-budget, up to a clock time: HH:MM (today, or tomorrow if past) or ISO 8601")
+        cluster = parser.add_argument_group("cluster", "--executor slurm: one SLURM job per point, through submitit; "
+                                            "these override the grid file's slurm: resources")
+        cluster.add_argument("--executor", choices=("local", "slurm"), default="local",
+                             help="local processes (default) or SLURM jobs")
+        cluster.add_argument("--partition", default=None, help="SLURM partition")
+        cluster.add_argument("--time-limit", type=int, default=None, dest="time_min", metavar="MINUTES",
+                             help="each job's time limit; a run still going is requeued and resumes (default 240)")
+        cluster.add_argument("--cpus", type=int, default=None, help="CPUs per job (default 2)")
+        cluster.add_argument("--gpus", type=int, default=None, help="GPUs per job (default 0)")
+        cluster.add_argument("--mem-gb", type=float, default=None, help="memory per job in GB (default 8)")
+        cluster.add_argument("--account", default=None, help="SLURM account to charge")
         common(parser)
 
     def deadline(args) -> float | None:
         return parse_deadline(time_budget=args.time_budget, deadline=args.deadline)
+
+    def cluster(args) -> dict[str, Any]:
+        return {"executor": args.executor, "slurm": {name: getattr(args, name) for name in
+                                                    ("partition", "time_min", "cpus", "gpus", "mem_gb", "account")}}
 
     batch = subparsers.add_parser("batch", help="run a grid of configurations through the experiment notebook")
     batch.add_argument("grid", help="grid YAML, e.g. grids/default.yaml")
@@ -558,11 +602,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--dry-run", action="store_true",
                        help="run nothing: print each point, whether it is stored, and the estimated wall time here")
     running(batch)
-    batch.set_defaults(func=lambda args: dry_run(args.grid, results_dir=args.results_dir, jobs=args.jobs)
+    batch.set_defaults(func=lambda args: dry_run(args.grid, results_dir=args.results_dir, jobs=args.jobs,
+                                                 **cluster(args))
                        if args.dry_run else _exit(run_batch(args.grid, results_dir=args.results_dir,
                                                             figures_dir=args.figures_dir, jobs=args.jobs,
                                                             retries=args.retries, report=not args.no_report,
-                                                            deadline=deadline(args))))
+                                                            deadline=deadline(args), **cluster(args))))
 
     report = subparsers.add_parser("report", help="regenerate tables and figures from the runs in the results store")
     report.add_argument("grid", nargs="?", help="grid YAML whose reports to run (default: grids/<preset>.yaml)")
@@ -577,7 +622,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     running(run)
     run.set_defaults(func=lambda args: _exit(run_batch(grid_for_preset(args.preset), results_dir=args.results_dir,
                                                        figures_dir=args.figures_dir, jobs=args.jobs,
-                                                       retries=args.retries, deadline=deadline(args))))
+                                                       retries=args.retries, deadline=deadline(args),
+                                                       **cluster(args))))
 
 
 def parse_deadline(*, time_budget: float | None = None, deadline: str | None = None,
@@ -608,11 +654,13 @@ def parse_deadline(*, time_budget: float | None = None, deadline: str | None = N
         raise UserError(f"--deadline {deadline!r}: expected HH:MM or an ISO 8601 time such as 2026-12-07T18:30") from None
 
 
-def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", jobs: int | None = None) -> int:
+def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", jobs: int | None = None,
+            executor: str = "local", slurm: dict[str, Any] | None = None) -> int:
     """Print the grid's points, which are stored, and the wall time the rest would take on this machine.
 
     The estimate (study.estimate) measures each model's throughput here, one thread per job, and
-    reads how many epochs runs like these needed from the stored runs.
+    reads how many epochs runs like these needed from the stored runs.  With ``executor="slurm"``
+    it also prints the job each point to run would be submitted as (nothing is submitted).
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid, require_env=False)
     jobs = max(1, jobs or grid.jobs)
@@ -629,6 +677,15 @@ def dry_run(grid: str | Path | Grid, *, results_dir: str | Path = "results", job
     print(f"{grid.path.name}: {len(configs)} points, {len(configs) - len(todo)} stored, {len(todo)} to run; "
           f"about {wall / 60:.0f} min with {jobs} job(s) in parallel on this machine "
           f"({os.cpu_count()} CPUs), plus the report notebooks")
+    if executor == "slurm":
+        from study.slurm import SlurmResources, sbatch_line
+
+        resources = SlurmResources().with_overrides(**grid.slurm).with_overrides(**(slurm or {}))
+        print(f"--executor slurm would submit {len(todo)} job(s) through submitit (job files in "
+              f"{portable_path(_slurm_folder(grid))}), then run the reports here once they are stored:")
+        for cfg in configs:
+            if cfg.run_id in todo:
+                print(f"  {sbatch_line(resources, cfg.run_id)}")
     return 0
 
 

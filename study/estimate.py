@@ -3,7 +3,8 @@
 A network run's minutes are (epochs it will need) x (seconds per epoch) + its start and test.
 How many epochs a run needs cannot be known before it stops early, so it is read from the stored
 runs of the same model, training-set size and schedule (the median of their recorded epochs),
-otherwise from the nearest stored size of the same model, and otherwise bounded by the epoch cap.
+otherwise from a line through the two nearest stored sizes on a log scale of clips (one stored size:
+its median), and otherwise bounded by the epoch cap.
 The seconds per epoch are measured, not modelled: the median epoch time of the latest stored runs
 of the same front-end trained as this machine will train it (same number of CPUs and torch threads
 per run, i.e. the same jobs setting, and the same kind of device), so that the estimate follows the
@@ -133,25 +134,35 @@ def _epoch_shape(cfg: RunConfig) -> tuple:
 
 
 def expected_epochs(cfg: RunConfig, stored: pd.DataFrame) -> tuple[float, str]:
-    """(epochs, basis): the median of stored runs like this one, the nearest stored size, or the cap."""
+    """(epochs, basis): the median of stored runs like this one; else a line through the medians of the two
+    nearest stored sizes, on a log scale of clips (more data, more epochs before validation stops
+    improving), capped by the epoch cap; else the one stored size; else the cap."""
     same = stored[(stored["model"] == cfg.model.model) & (stored["schedule"].map(lambda s: s == _schedule(cfg)))]
     exact = same[same["train_size"] == cfg.data.train_size]
     if len(exact):
         return float(exact["epochs"].median()), f"median of {len(exact)} stored run(s)"
-    if len(same):
-        nearest = same.iloc[(np.log10(same["train_size"].clip(lower=1)) - np.log10(max(cfg.data.train_size, 1))).abs()
-                            .argsort()[:1]]["train_size"].item()
-        epochs = same.loc[same["train_size"] == nearest, "epochs"].median()
-        return float(epochs), f"stored runs at {nearest:,} clips"
-    return float(cfg.train.max_epochs), "epoch cap (no stored run to go by: an upper bound)"
+    if not len(same):
+        return float(cfg.train.max_epochs), "epoch cap (no stored run to go by: an upper bound)"
+    medians = same.groupby("train_size")["epochs"].median()
+    where = np.log10(max(cfg.data.train_size, 1))
+    nearest = sorted(medians.index, key=lambda size: abs(np.log10(max(size, 1)) - where))[:2]
+    if len(nearest) == 1:
+        return float(medians[nearest[0]]), f"stored runs at {nearest[0]:,} clips"
+    (a, b) = sorted(nearest)
+    slope = (medians[b] - medians[a]) / (np.log10(b) - np.log10(a))
+    epochs = float(np.clip(medians[a] + slope * (where - np.log10(a)), 1, cfg.train.max_epochs))
+    how = "interpolated" if a < cfg.data.train_size < b else "extrapolated"
+    return epochs, f"{how} from stored runs at {a:,} and {b:,} clips"
 
 
 def estimate(configs: list[RunConfig], collections: dict[Any, Collection], *, results_dir: str | Path = "results",
-             todo: set[str] | None = None, jobs: int = 1, device: str = "cpu") -> tuple[pd.DataFrame, float]:
+             todo: set[str] | None = None, jobs: int = 1, device: str = "cpu",
+             probe: bool = True) -> tuple[pd.DataFrame, float]:
     """One row per configuration with its expected seconds, and the grid's wall time with ``jobs`` in parallel.
 
     ``collections`` maps each configuration's shared data (train_size 0) to its collection, for the
     split sizes; ``todo`` restricts the wall time to the runs not yet complete (default: all).
+    ``probe=False`` times nothing here: a configuration without a stored epoch time gets NaN seconds.
     """
     stored = _stored_epochs(results_dir)
     threads = job_threads(jobs)
@@ -172,6 +183,8 @@ def estimate(configs: list[RunConfig], collections: dict[Any, Collection], *, re
         measured = measured_epoch(cfg, stored, threads=threads, device=device)
         if measured is not None:
             per_epoch, test, timing = measured
+        elif not probe:
+            per_epoch, test, timing = np.nan, np.nan, "no stored run at these threads to time an epoch by"
         else:
             key = (cfg.model, cfg.audio, cfg.train.patch_seconds, cfg.train.batch_size)
             if key not in speeds:

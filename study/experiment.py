@@ -13,11 +13,12 @@ and writes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,10 @@ from study.device import (DistInfo, amp_enabled, barrier, launch_info, resolve_d
                           setup_distributed, teardown_distributed)
 from study.errors import UserError
 from study.evaluate import SongSet, predict_clips, protocol
+from study.locks import run_lock
 from study.paths import portable_path, resolve_path
 from study.results import record_run, reusable_run, run_path
-from study.train import TrainResult, train
+from study.train import TrainResult, read_progress, train
 
 EVAL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalConfig))
 CURVE_COLUMNS = ("epoch", "patches", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "valid_rmse", "lr",
@@ -64,11 +66,14 @@ def share_checkpoint(cfg: RunConfig, results_dir: str | Path = "results") -> Pat
 
 
 # ---- the experiment -------------------------------------------------------------------------------
-def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool = False) -> Path:
+def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool = False,
+                   on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
     """Train (resuming when a checkpoint exists), test and write ``results/runs/<run_id>``; return that folder.
 
     A run already complete for these data is skipped.  ``force`` redoes it from scratch: its
-    checkpoints are deleted, the model retrained, and the results folder replaced.
+    checkpoints are deleted, the model retrained, and the results folder replaced.  The run's lock
+    (study.locks) is held throughout, so a second worker on the same store waits, then skips it.
+    ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint (``study train``'s display).
     """
     models.check_model_name(cfg.model.model, network=True)  # e.g. the GBT is refused before any data
     started = time.perf_counter()
@@ -77,6 +82,16 @@ def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force
     if stored is not None:
         return stored
     launch = launch_info()
+    with run_lock(results_dir, cfg.run_id) if launch.is_main else contextlib.nullcontext():
+        stored = None if force else reusable_run(results_dir, cfg.run_id, collection.manifest_hash())
+        if stored is not None:  # stored by the worker this one waited for
+            return stored
+        return _run(cfg, collection, launch, results_dir=results_dir, force=force, started=started,
+                    on_epoch_end=on_epoch_end)
+
+
+def _run(cfg: RunConfig, collection: Collection, launch: DistInfo, *, results_dir: str | Path, force: bool,
+         started: float, on_epoch_end: Callable[[int, dict], None] | None) -> Path:
     if launch.is_main:
         print(cfg)
     seed_everything(cfg.train.seed)  # the initial weights are part of the run
@@ -90,7 +105,7 @@ def run_experiment(cfg: RunConfig, *, results_dir: str | Path = "results", force
         if force and dist.is_main and folder.exists():
             shutil.rmtree(folder)
         barrier(dist)
-        result = _train(cfg, model, collection, cache, folder, dist, patch_samples, windows)
+        result = _train(cfg, model, collection, cache, folder, dist, patch_samples, windows, on_epoch_end)
         run_dir = run_path(results_dir, cfg.run_id)
         if dist.is_main:
             run_dir = _test_and_record(cfg, result.model, collection, cache, windows, history=result.history,
@@ -130,7 +145,8 @@ def _ensure_cache(collection: Collection, cfg: RunConfig, launch: DistInfo):
 
 
 def _train(cfg: RunConfig, model: nn.Module, collection: Collection, cache, folder: Path, dist: DistInfo,
-           patch_samples: int, windows: dict[str, Any]) -> TrainResult:
+           patch_samples: int, windows: dict[str, Any],
+           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     train_ids = collection.ids("train", cfg.data.train_size)
     valid_ids = collection.ids("valid")
     train_labels = collection.label_rows(train_ids)
@@ -138,7 +154,8 @@ def _train(cfg: RunConfig, model: nn.Module, collection: Collection, cache, fold
                             patches_per_epoch=cfg.train.epoch_patches)
     valid = SongSet(reader=cache, track_ids=valid_ids, labels=collection.label_rows(valid_ids), **windows)
     return train(model, patches, valid=valid, config=cfg, checkpoint_dir=folder, tags=collection.tags,
-                 is_regression=collection.is_regression, train_labels=train_labels, dist=dist)
+                 is_regression=collection.is_regression, train_labels=train_labels, dist=dist,
+                 on_epoch_end=on_epoch_end if dist.is_main else None)
 
 
 def _training_record(result: TrainResult) -> dict[str, Any]:
@@ -251,7 +268,40 @@ def evaluate_pretrained(name: str, cfg: RunConfig, *, device: torch.device | str
 
 # ---- command line ---------------------------------------------------------------------------------
 def _train_command(args: argparse.Namespace) -> int:
-    run_experiment(config_from_args(args), results_dir=args.results_dir, force=args.force)
+    """One run with the display ``study batch`` shows: the estimate first, then where the run stands after
+    each epoch (elapsed, time to go), and what a stop keeps."""
+    from study.estimate import estimate
+    from study.progress import GridDisplay, duration
+    from study.scheduler import Outcome, Point
+
+    cfg = config_from_args(args)
+    if not launch_info().is_main:
+        run_experiment(cfg, results_dir=args.results_dir, force=args.force)
+        return 0
+    table, _ = estimate([cfg], {cfg.data.whole(): data.load_collection(cfg.data.whole())},
+                        results_dir=args.results_dir, probe=False)
+    row = table.iloc[0]
+    seconds = float(row["seconds"])
+    folder = checkpoint_dir(cfg)
+    point = Point(run_id=cfg.run_id, model=cfg.model.model, notebook="", output="", parameters={}, log=None,
+                  progress_dir=folder, estimate_seconds=seconds)
+    print(f"estimate: about {duration(seconds)} on this machine ({row['basis']})" if seconds == seconds else
+          f"estimate: none yet ({row['basis']}); `study batch GRID --dry-run` times an epoch here", flush=True)
+    print("stop with Ctrl-C (or SIGTERM): the run keeps its last finished epoch, and the same command resumes it",
+          flush=True)
+    display, began = GridDisplay(total=1), time.monotonic()
+    display.started(point, 0)
+
+    def show(epoch: int, record: dict) -> None:
+        elapsed = time.monotonic() - began
+        display.tick(eta=max(0.0, seconds - elapsed) if seconds == seconds else None)
+        display.progress(point, read_progress(folder) or {}, elapsed=elapsed)
+
+    try:
+        run_experiment(cfg, results_dir=args.results_dir, force=args.force, on_epoch_end=show)
+    finally:
+        display.close()
+    display.finished(Outcome(point, "done", time.monotonic() - began))
     return 0
 
 

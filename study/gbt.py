@@ -22,6 +22,7 @@ from study import data, features
 from study.config import RunConfig, add_run_arguments, config_from_args
 from study.data.cache import default_workers, ensure_cache
 from study.data.collection import SPLITS
+from study.locks import run_lock
 from study.metrics import POSITIVE_THRESHOLD
 from study.models import GBT
 from study.results import record_run, reusable_run
@@ -143,6 +144,12 @@ def run_gbt(cfg: RunConfig, *, results_dir: str | Path = "results", force: bool 
     """
     cfg = cfg.with_overrides(model=GBT)
     run_id = gbt_run_id(cfg, params)
+    with run_lock(results_dir, run_id):  # a second worker on the same store waits, then skips it
+        return _fit_and_score(cfg, run_id, results_dir=results_dir, force=force, params=params, workers=workers)
+
+
+def _fit_and_score(cfg: RunConfig, run_id: str, *, results_dir: str | Path, force: bool, params: GBTConfig,
+                   workers: int | None) -> Path:
     timings: dict[str, float] = {}
     with _timed(timings, "data"):
         collection = data.load_collection(cfg.data)

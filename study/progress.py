@@ -52,21 +52,23 @@ class GridDisplay:
         self.tty = getattr(self.stream, "isatty", lambda: False)() if tty is None else tty
         self.total, self.done, self.failed, self.running, self.n_left = total, 0, 0, 0, 0
         self.clock, self.started_at, self.eta = clock, clock(), None
-        self.followed: set[str] = set()  # points whose first event was shown
+        self.followed: dict[str, int] = {}  # point -> the epoch its current start resumed after
         width = shutil.get_terminal_size(fallback=(100, 24)).columns  # a terminal that reports no size: 100
         self.bar = tqdm(total=total, file=self.stream, desc="points", unit="run", ncols=width,
                         bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {postfix}") if self.tty else None
 
     # the events
-    def started(self, point, slot: int) -> None:
+    def started(self, point, slot: int, job: str | None = None) -> None:
         self.running += 1
-        self._line(f"start {point.run_id} (about {duration(point.estimate_seconds)}; log {point.log})")
+        where = f"; log {point.log}" if point.log else ""
+        self._line(f"start {point.run_id} ({f'{job}, ' if job else ''}about {duration(point.estimate_seconds)}{where})")
 
     def progress(self, point, event: dict, elapsed: float) -> None:
-        if point.run_id not in self.followed:  # the first event seen of this point, whichever it is
-            self.followed.add(point.run_id)
-            if event.get("resumed_after"):
-                self._line(f"{point.run_id}: resumed after epoch {event['resumed_after']}")
+        resumed = event.get("resumed_after") or 0
+        if self.followed.get(point.run_id) != resumed:  # the first event seen of this start, whichever it is
+            self.followed[point.run_id] = resumed
+            if resumed:
+                self._line(f"{point.run_id}: resumed after epoch {resumed}")
         if event.get("event") == "start":
             return
         best, selection = event.get("best_metric"), str(event.get("selection", ""))
@@ -84,6 +86,9 @@ class GridDisplay:
             self.done += 1
             self._line(f"done {outcome.point.run_id} in {duration(outcome.seconds)} "
                        f"(estimate {duration(outcome.point.estimate_seconds)})")
+        elif outcome.status == "interrupted":
+            self._line(f"interrupted {outcome.point.run_id} after {duration(outcome.seconds)}: "
+                       + (f"resumes after epoch {outcome.epoch}" if outcome.epoch else "starts again"))
         else:
             self.failed += 1
             self._line(f"FAILED {outcome.point.run_id} after {duration(outcome.seconds)}: {outcome.error} "
@@ -95,6 +100,10 @@ class GridDisplay:
         self.n_left += 1
         self._line(f"left for later: {point.run_id} (about {duration(point.estimate_seconds)}, "
                    f"{duration(time_left)} of the time budget left)")
+
+    def held(self, point, holder: str) -> None:
+        self.n_left += 1
+        self._line(f"left to another worker: {point.run_id} is being run by {holder}")
 
     def stopping(self, signum: int, points) -> None:
         name = {2: "Ctrl-C", 15: "SIGTERM"}.get(int(signum), f"signal {int(signum)}")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from study.config import RunConfig
 from study.data.collection import EXCLUDED_COLUMNS, Collection
+from study.locks import run_lock
 from study.metrics import METRICS, score_test_set
 from study.paths import portable_path, resolve_path
 from study.provenance import provenance  # re-exported: results.provenance(collection, timings)
@@ -97,7 +98,11 @@ def write_run(run_dir_root: str | Path, run_id: str, *, config: dict, metrics: d
         sizes = {p.name: p.stat().st_size for p in sorted(temp.iterdir())}
         _write_json(temp / MARKER, {"run_id": run_id, "files": sizes})
         os.chmod(temp, 0o755)  # mkdtemp makes it private; a result is meant to be read
-        _publish(temp, final)
+        with run_lock(root, run_id):  # one publisher at a time (re-entrant inside a training's lock)
+            if is_complete(final) and not overwrite:
+                raise FileExistsError(f"{final}: another writer stored this run meanwhile; pass overwrite=True "
+                                      f"to replace it")
+            _publish(temp, final)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

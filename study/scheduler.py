@@ -44,7 +44,7 @@ class Point:
     notebook: str
     output: str  # the executed notebook, kept under <results>/notebooks
     parameters: dict[str, Any]
-    log: Path  # the worker's output, written as it runs
+    log: Path | None  # the worker's output, written as it runs (None: this terminal, for `study train`)
     progress_dir: Path | None = None  # the training loop's checkpoint folder (None: no epochs, e.g. the GBT)
     estimate_seconds: float = 0.0
     retries: int = 0
@@ -53,7 +53,8 @@ class Point:
 
 @dataclass
 class Outcome:
-    """How a point ended: done, failed, interrupted (resumable from ``epoch``), or left for later (not started)."""
+    """How a point ended: done, failed, interrupted (resumable from ``epoch``), left for later (not started),
+    or held (not started: another worker holds its lock, named in ``error``)."""
 
     point: Point
     status: str
@@ -92,15 +93,7 @@ class LocalExecutor:
         return env
 
     def start(self, point: Point, slot: int) -> _Running:
-        point.log.parent.mkdir(parents=True, exist_ok=True)
-        handle, result_file = tempfile.mkstemp(prefix=f".{point.run_id}-", suffix=".result.json",
-                                               dir=point.log.parent)
-        os.close(handle)
-        Path(result_file).unlink()
-        task = {"notebook": point.notebook, "output": point.output, "parameters": point.parameters,
-                "retries": point.retries, "cwd": point.cwd, "result": result_file}
-        task_file = Path(result_file).with_suffix(".task")
-        task_file.write_text(json.dumps(task))
+        task_file, result_file = write_task(point)
         log = open(point.log, "w")
         try:
             process = subprocess.Popen([sys.executable, "-m", "study.worker", str(task_file)], stdout=log,
@@ -108,7 +101,20 @@ class LocalExecutor:
                                        env=self.environment(slot), start_new_session=True)
         finally:
             log.close()
-        return _Running(point, process, time.monotonic(), Path(result_file), task_file)
+        return _Running(point, process, time.monotonic(), result_file, task_file)
+
+
+def write_task(point: Point) -> tuple[Path, Path]:
+    """The worker's task file beside the point's log, and where the worker will write its outcome."""
+    point.log.parent.mkdir(parents=True, exist_ok=True)
+    handle, result_file = tempfile.mkstemp(prefix=f".{point.run_id}-", suffix=".result.json", dir=point.log.parent)
+    os.close(handle)
+    Path(result_file).unlink()
+    task = {"notebook": point.notebook, "output": point.output, "parameters": point.parameters,
+            "retries": point.retries, "cwd": point.cwd, "result": result_file}
+    task_file = Path(result_file).with_suffix(".task")
+    task_file.write_text(json.dumps(task))
+    return task_file, Path(result_file)
 
 
 class _StopRequest:
@@ -134,15 +140,18 @@ class _StopRequest:
             signal.signal(signum, handler)
 
 
-def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, display,
+def run_points(points: Sequence[Point], *, jobs: int, executor, display,
                deadline: float | None = None, poll_seconds: float = POLL_SECONDS,
                clock: Callable[[], float] = time.time,
-               reestimate: Callable[[Point], float] | None = None) -> tuple[list[Outcome], int | None]:
+               reestimate: Callable[[Point], float] | None = None,
+               held: Callable[[Point], dict | None] | None = None) -> tuple[list[Outcome], int | None]:
     """Run ``points`` in order, ``jobs`` at a time; (their outcomes, the signal that stopped the batch or None).
 
-    ``deadline`` (a ``clock()`` time) starts a point only if ``clock() + estimate`` is before it;
-    ``reestimate`` gives a point's estimate afresh just before that check, so that the runs finished
-    meanwhile (a first run of a new size, say) count.
+    ``executor`` is a :class:`LocalExecutor` or a cluster's (study.slurm.SlurmExecutor).  ``deadline``
+    (a ``clock()`` time) starts a point only if ``clock() + estimate`` is before it; ``reestimate``
+    gives a point's estimate afresh just before that check, so that the runs finished meanwhile (a
+    first run of a new size, say) count.  ``held`` says who else holds a point's lock (study.locks):
+    such a point is left to that worker, with a message.
     """
     pending = list(points)
     running: dict[int, _Running] = {}  # slot -> run
@@ -152,11 +161,11 @@ def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, d
             for slot in range(max(1, jobs)):
                 if slot in running or not pending or stop.signal is not None:
                     continue
-                point = _next_fitting(pending, deadline, clock, outcomes, display, reestimate)
+                point = _next_fitting(pending, deadline, clock, outcomes, display, reestimate, held)
                 if point is None:
                     break
                 running[slot] = executor.start(point, slot)
-                display.started(point, slot)
+                display.started(point, slot, job=getattr(running[slot].process, "label", None))
             for slot, run in list(running.items()):
                 _follow(run, display)
                 if run.process.poll() is not None:
@@ -175,10 +184,17 @@ def run_points(points: Sequence[Point], *, jobs: int, executor: LocalExecutor, d
 
 
 def _next_fitting(pending: list[Point], deadline: float | None, clock, outcomes: list[Outcome], display,
-                  reestimate: Callable[[Point], float] | None = None) -> Point | None:
-    """The first pending point whose estimate fits before the deadline; those before it that do not are left."""
+                  reestimate: Callable[[Point], float] | None = None,
+                  held: Callable[[Point], dict | None] | None = None) -> Point | None:
+    """The first pending point whose estimate fits before the deadline and that no other worker holds;
+    those before it that do not fit are left, those held are left to their holder."""
     while pending:
         point = pending.pop(0)
+        holder = held(point) if held is not None else None
+        if holder is not None:
+            outcomes.append(Outcome(point, "held", error=_holder_text(holder)))
+            display.held(point, _holder_text(holder))
+            continue
         if reestimate is not None:
             point.estimate_seconds = reestimate(point)
         if deadline is None or clock() + point.estimate_seconds <= deadline:
@@ -186,6 +202,12 @@ def _next_fitting(pending: list[Point], deadline: float | None, clock, outcomes:
         outcomes.append(Outcome(point, "left"))
         display.left(point, max(0.0, deadline - clock()))
     return None
+
+
+def _holder_text(holder: dict) -> str:
+    from study.locks import describe
+
+    return describe(holder)
 
 
 def _follow(run: _Running, display) -> None:
@@ -242,7 +264,10 @@ def _stop_all(runs: list[_Running]) -> list[Outcome]:
     return outcomes
 
 
-def _signal_session(process: subprocess.Popen, signum: int) -> None:
+def _signal_session(process, signum: int) -> None:
+    if hasattr(process, "signal_session"):  # a job of a cluster's scheduler (study.slurm.SlurmJob)
+        process.signal_session(signum)
+        return
     try:
         os.killpg(process.pid, signum)
     except (ProcessLookupError, PermissionError):
@@ -256,4 +281,4 @@ def _eta(running, pending: Sequence[Point], jobs: int) -> float:
     return wall_seconds(left + [point.estimate_seconds for point in pending], jobs) if (left or pending) else 0.0
 
 
-__all__ = ["LocalExecutor", "Outcome", "Point", "run_points"]
+__all__ = ["LocalExecutor", "Outcome", "Point", "run_points", "write_task"]

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     task = json.loads(Path(argv[0]).read_text())
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # a terminal's Ctrl-C reaches the whole process group
+    signal.signal(signal.SIGUSR2, _interrupt)  # SLURM's warning before a job's time limit (study.slurm)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
     from study.batch import execute_notebook
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,19 +20,29 @@ def store(results_dir, cfg: RunConfig, epochs: int, *, trained: bool = True) -> 
                                                   "tags": ["a"], "is_regression": [False]})
 
 
-def test_expected_epochs_come_from_like_runs_then_the_nearest_size_then_the_cap(tmp_path):
+def test_expected_epochs_come_from_like_runs_then_the_nearest_sizes_then_the_cap(tmp_path):
     for seed, epochs in enumerate((4, 6, 11)):
         store(tmp_path, RunConfig.from_flat("smoke", model="waveform", train_size=20, seed=seed), epochs)
     store(tmp_path, RunConfig.from_flat("smoke", model="waveform", train_size=60, seed=0), 9)
     stored = _stored_epochs(tmp_path)
     assert expected_epochs(RunConfig.from_flat("smoke", model="waveform", train_size=20, seed=7), stored)[0] == 6
-    epochs, basis = expected_epochs(RunConfig.from_flat("smoke", model="waveform", train_size=50), stored)
-    assert epochs == 9 and "60" in basis  # 50 is nearer to 60 than to 20 on a log scale
+    epochs, basis = expected_epochs(RunConfig.from_flat("smoke", model="waveform", train_size=50, max_epochs=100),
+                                   stored)
+    assert epochs == pytest.approx(6 + 3 * np.log(50 / 20) / np.log(3)) and basis == (
+        "interpolated from stored runs at 20 and 60 clips")  # medians 6 and 9, on a log scale of clips
+    epochs, basis = expected_epochs(RunConfig.from_flat("smoke", model="waveform", train_size=180, max_epochs=100),
+                                   stored)
+    assert epochs == pytest.approx(12) and basis.startswith("extrapolated")  # 3 more epochs per factor of 3
+    huge = RunConfig.from_flat("smoke", model="waveform", train_size=10**9, max_epochs=30)
+    assert expected_epochs(huge, stored)[0] == huge.train.max_epochs  # never past the cap
     capped = RunConfig.from_flat("smoke", model="spectrogram", train_size=20)
     assert expected_epochs(capped, stored)[0] == capped.train.max_epochs
     assert "upper bound" in expected_epochs(capped, stored)[1]
     other_schedule = RunConfig.from_flat("smoke", model="waveform", train_size=20, patience=7)
     assert "upper bound" in expected_epochs(other_schedule, stored)[1]  # another schedule says nothing
+    store(tmp_path, RunConfig.from_flat("smoke", model="spectrogram", train_size=60, seed=0), 5)
+    alone = expected_epochs(RunConfig.from_flat("smoke", model="spectrogram", train_size=20), _stored_epochs(tmp_path))
+    assert alone == (5.0, "stored runs at 60 clips")  # one stored size: its median
 
 
 def test_throughput_is_measured_and_positive():

@@ -10,10 +10,12 @@
 | an unreadable audio file (empty, not audio, truncated, needs ffmpeg) | one line naming the file and what is wrong; the decoder's own notes stay off the terminal | every other file: cached, or tagged |
 | `study tag` on a folder, an unmatched pattern, silence, a clip shorter than a window, a corpus-trained model | a count; "no file matches"; a warning (also in the JSON/CSV `warnings` field); one warning that the model knows only synthetic music | every other input is tagged |
 | output without a terminal; a finished study rerun | no progress bars; executed notebooks left untouched | |
+| two workers on one store; a worker killed holding a run's lock; a cache builder killed while another waits | the second waits or leaves the point to the first, naming it; "took over the lock of pid N" | every run either writer stored; the cache's committed chunks |
 
 The mechanics under these faults are tested where they live (bit-exact resume in test_train.py, the
-atomic run folder in test_results.py, the cache's torn tail and SIGKILL in test_cache.py); the README's
-commands in test_readme.py.
+atomic run folder in test_results.py, the cache's torn tail and SIGKILL in test_cache.py, many writers
+of one store in test_shared_store.py, a batch's SIGTERM in test_scheduler.py); the README's commands in
+test_readme.py.
 """
 from __future__ import annotations
 
@@ -119,7 +121,7 @@ def test_an_interrupted_training_says_how_to_go_on_and_resumes_from_its_last_epo
         if epoch == 2:
             raise KeyboardInterrupt
 
-    def tiny_experiment(cfg, *, results_dir, force):  # `study train`, on the tiny stand-ins
+    def tiny_experiment(cfg, *, results_dir, force, on_epoch_end=None):  # `study train`, on the tiny stand-ins
         kill = kill_after_epoch_two if not before_kill else None
         return run_tiny(tmp_path / "checkpoints", on_epoch_end=kill, log=log.append)
 

@@ -82,6 +82,11 @@ NOT_RUN = {
     "python benchmarks/bench_speed.py": "the speed benchmark (about an hour)",
     "study batch GRID --dry-run": "GRID stands for a grid file; the default grid's dry run is listed above",
     "study batch": "the command's name in prose",
+    "study batch grids/scale.yaml --executor slurm --dry-run": "measures each model's training speed here (a minute "
+                                                                "or two); tests/test_slurm.py runs a SLURM dry run",
+    "study batch grids/scale.yaml --executor slurm --partition gpu --gpus 1 --cpus 8 --mem-gb 32 --time-limit 240":
+        "needs a SLURM cluster with a gpu partition; tests/test_slurm.py submits smoke grids to a local one",
+    "python -m study.worker": "what each point's process runs, named in prose",
     "python tools/readme_tables.py": "rewrites the README; test_every_generated_block_of_the_readme_equals_its_file "
                                      "checks its blocks",
 }

@@ -72,6 +72,17 @@ def test_a_failed_point_is_reported_with_its_log_and_the_others_go_on(tmp_path):
     assert "3/3" not in out.getvalue().splitlines()[-1] or "1 failed" in out.getvalue().splitlines()[-1]
 
 
+def test_a_point_another_worker_holds_is_left_to_it_with_who_holds_it(tmp_path):
+    executor, out = ScriptExecutor(), io.StringIO()
+    todo = points(tmp_path, ("mine", 1.0, {}), ("theirs", 1.0, {}))
+    holder = {"pid": 4242, "host": "node07", "since": time.time()}
+    outcomes, _ = run_points(todo, jobs=2, executor=executor, display=GridDisplay(total=2, stream=out),
+                             poll_seconds=0.05, held=lambda point: holder if point.run_id == "theirs" else None)
+    assert executor.started == ["mine"]
+    assert {outcome.point.run_id: outcome.status for outcome in outcomes} == {"mine": "done", "theirs": "held"}
+    assert "left to another worker: theirs is being run by pid 4242 on node07 since " in out.getvalue()
+
+
 def test_the_display_says_where_the_grid_stands_on_every_line_and_draws_a_bar_only_on_a_terminal(tmp_path):
     point = points(tmp_path, ("p", 120.0, {}))[0]
     out = io.StringIO()
@@ -161,6 +172,50 @@ def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"resumed after epoch {kept}" in again.stdout
     assert warning_lines(again.stdout + again.stderr) == []
+
+
+def test_two_batches_sharing_one_store_train_a_point_once(tmp_path):
+    grid = long_smoke_grid(tmp_path, max_epochs=8)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(batch_command(grid, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=REPO, env=env)
+    lines = []
+    for line in first.stdout:  # the first batch's worker holds the point's lock once it trains
+        lines.append(line)
+        if ": epoch " in line:
+            break
+    second = subprocess.run(batch_command(grid, tmp_path), capture_output=True, text=True, cwd=REPO, env=env,
+                            timeout=600)
+    rest, _ = first.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
+    assert "left to another worker: smoke-corpus-spectrogram-n20-s0-" in second.stdout
+    assert "is being run by pid " in second.stdout and "left to other workers 1" in second.stdout
+    assert "done 1," in "".join(lines) + rest
+    assert len(list((tmp_path / "results" / "runs").glob("*/COMPLETE"))) == 1
+
+
+def test_study_train_alone_shows_the_batch_display_an_estimate_then_a_line_per_epoch(tmp_path):
+    command = [sys.executable, "-m", "study", "train", "--preset", "smoke", "--model", "spectrogram",
+               "--train_size", "20", "--max_epochs", "3", "--patience", "3", "--cache_dir", str(tmp_path / "cache"),
+               "--results-dir", str(tmp_path / "results")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    lines = lines[next(number for number, line in enumerate(lines) if line.startswith("estimate: ")):]
+    assert lines[0].startswith("estimate: none yet (") and "stop with Ctrl-C (or SIGTERM)" in lines[1]
+    run_id = lines[2].split()[1]
+    assert lines[2].startswith(f"start {run_id} (about ?)")
+    shown = [line for line in lines if line.startswith(f"{run_id}: epoch ")]
+    assert len(shown) == 3 and all("[0/1 done, 1 running, 0 waiting | " in line for line in shown)
+    assert shown[-1].split("  [")[0].endswith("stopped: epoch cap")
+    assert any(line.startswith(f"done {run_id} in ") for line in lines)
+    assert warning_lines(done.stdout + done.stderr) == []
+    # a second run of the same size now has a stored epoch time: its estimate comes from it
+    again = subprocess.run(command[:-6] + ["--seed", "1"] + command[-6:], capture_output=True, text=True, cwd=REPO,
+                           timeout=600)
+    estimated = [line for line in again.stdout.splitlines() if line.startswith("estimate: ")]
+    assert again.returncode == 0 and estimated[0].startswith("estimate: about "), again.stdout
+    assert "epochs: median of 1 stored run(s); epoch time: " in estimated[0]
 
 
 def test_on_a_pseudo_terminal_the_batch_draws_a_bar(tmp_path):
