@@ -239,6 +239,84 @@ def scaling_fits(draws: dict[tuple[str, int], dict[str, np.ndarray]], *, models:
     return pd.DataFrame(slope_rows, columns=slope_columns), pd.DataFrame(cross_rows, columns=cross_columns)
 
 
+# ---- the paper's open question: the whole clip as the input, against the mean over its patches ------------
+def whole_clip_pairs(runs: pd.DataFrame, configs: Iterable) -> pd.DataFrame:
+    """(model, train_size, seed, run_id_patches, run_id_whole) for every network point of ``configs`` whose
+    checkpoint was also scored with the whole clip as one input (``study evaluate --whole_clip true``)."""
+    from study.report import select_runs
+
+    networks = [cfg for cfg in configs if cfg.model.model in FRONT_ENDS and not cfg.eval.whole_clip]
+    key = ["model", "train_size", "seed"]
+    patches = select_runs(runs, networks)
+    whole = select_runs(runs, [cfg.with_overrides(whole_clip=True) for cfg in networks])
+    if patches.empty or whole.empty:
+        return pd.DataFrame(columns=[*key, "run_id_patches", "run_id_whole"])
+    return (patches[[*key, "run_id"]].merge(whole[[*key, "run_id"]], on=key, suffixes=("_patches", "_whole"))
+            .sort_values(key).reset_index(drop=True))
+
+
+def whole_clip_comparison(pairs: pd.DataFrame, resampled: dict[str, dict[str, np.ndarray]], *,
+                          confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per (model, size) and metric: the mean over seeds of each protocol and of whole clip − patches.
+
+    The two protocols score the same checkpoint on the same test clips, so the difference is paired
+    twice: clip by clip (the shared resamples of :func:`resample_runs`) and seed by seed (the seeds
+    are drawn with replacement as pairs).  For √MSE a negative difference favours the whole clip.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (model, size), group in pairs.groupby(["model", "train_size"], sort=True):
+        patch_ids, whole_ids = list(group["run_id_patches"]), list(group["run_id_whole"])
+        for metric in METRICS:
+            patches = np.stack([resampled[run_id][metric] for run_id in patch_ids])  # (seeds, 1 + samples)
+            whole = np.stack([resampled[run_id][metric] for run_id in whole_ids])
+            picks = rng.integers(0, len(group), size=(patches.shape[1] - 1, len(group)))  # seeds, as pairs
+            columns = np.arange(1, patches.shape[1])[:, None]
+
+            def mean(values: np.ndarray) -> np.ndarray:
+                return np.concatenate([[np.nanmean(values[:, 0])], np.nanmean(values[picks, columns], axis=1)])
+
+            gap = mean(whole - patches)
+            if not np.isfinite(gap[0]):
+                continue
+            finite = gap[1:][np.isfinite(gap[1:])]
+            low, high = _interval(gap[1:], confidence, gap[0])
+            rows.append({"model": model, "train_size": size, "n_seeds": len(group), "metric": metric,
+                         "patches": mean(patches)[0], "whole_clip": mean(whole)[0], "difference": gap[0],
+                         "difference_lo": low, "difference_hi": high,
+                         "p": float((1 + np.sum(np.abs(finite - gap[0]) >= abs(gap[0]))) / (1 + len(finite)))})
+    return pd.DataFrame(rows, columns=["model", "train_size", "n_seeds", "metric", "patches", "whole_clip",
+                                       "difference", "difference_lo", "difference_hi", "p"])
+
+
+def whole_clip_reading(table: pd.DataFrame, *, metrics: Sequence[str] = METRICS, confidence: float = 0.95) -> str:
+    """Per metric, one sentence per (model, size): which input is ahead, by how much, with the interval of
+    that lead (or that the two cannot be told apart)."""
+    if table.empty:
+        return "No checkpoint of these runs has been scored with the whole clip yet."
+    level = f"{confidence:.0%}".replace("%", " %")
+    blocks = []
+    for metric in metrics:
+        rows = table[table["metric"] == metric]
+        if rows.empty:
+            continue
+        unit, digits = (" points", 2) if metric in PERCENT else ("", 4)
+        lines = [f"On {_metric_name(metric)}:"]
+        for _, row in rows.iterrows():
+            d, low, high = row["difference"], row["difference_lo"], row["difference_hi"]
+            where = f"{row['model']} at {int(row['train_size']):,} clips ({int(row['n_seeds'])} seed(s))"
+            if low <= 0 <= high:
+                lines.append(f"- {where}: the two inputs cannot be told apart (whole clip − patches "
+                             f"{d:+.{digits}f}{unit}, {level} interval [{low:.{digits}f}, {high:.{digits}f}]).")
+                continue
+            winner = "the whole clip" if (d > 0) == (metric not in LOWER_IS_BETTER) else "the mean over patches"
+            lead, lead_lo, lead_hi = _oriented(d, low, high, 1.0 if d > 0 else -1.0)
+            lines.append(f"- {where}: {winner} is ahead by {lead:.{digits}f}{unit} ({level} interval "
+                         f"[{lead_lo:.{digits}f}, {lead_hi:.{digits}f}]).")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 # ---- convergence: why each run stopped, and its learning curve -------------------------------------------
 def training_records(runs: pd.DataFrame, results_dir: str | Path = "results") -> pd.DataFrame:
     """One row per network run: stop reason, epochs, best epoch, patience, and whether it ended at its

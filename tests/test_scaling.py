@@ -28,11 +28,13 @@ def labels() -> np.ndarray:
 
 
 def store(results_dir, model: str, size: int, seed: int, *, epochs: int = 6, best: int = 3, cap: int = 50,
-          stop: str = "early stopping", clips: int = CLIPS) -> str:
-    cfg = RunConfig.from_flat("smoke", model=model, train_size=size, seed=seed, max_epochs=cap, patience=3)
+          stop: str = "early stopping", clips: int = CLIPS, whole_clip: bool = False,
+          strength: float | None = None) -> str:
+    cfg = RunConfig.from_flat("smoke", model=model, train_size=size, seed=seed, max_epochs=cap, patience=3,
+                              whole_clip=whole_clip)
     y = labels()[:clips]
     rng = np.random.default_rng([seed, size, len(model)])
-    strength = STRENGTH.get((model, size), 1.0)
+    strength = STRENGTH.get((model, size), 1.0) if strength is None else strength
     score = 1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(0, 1, y.shape))))  # better separation = higher AUC
     score[:, -1] = np.clip(y[:, -1] + rng.normal(0, 0.5 / strength, clips), 0, 1)
     curve = pd.DataFrame({"epoch": range(1, epochs + 1), "valid_loss": np.abs(np.arange(epochs) - (best - 1)) + 0.1,
@@ -312,3 +314,37 @@ def test_the_loss_verdict_groups_its_findings_by_loss_and_front_end():
     assert scaling.loss_reading(losing, "bce").splitlines()[-1] == (
         "- **No other loss beats `bce`** with an interval that excludes zero; `bce` is better than per_kind for the "
         "spectrogram on ROC-AUC, and for the waveform on PR-AUC and √MSE, and than mse for the waveform on ROC-AUC.")
+
+
+def test_the_whole_clip_is_compared_with_the_patches_of_the_same_checkpoints_seed_by_seed(tmp_path):
+    configs = [RunConfig.from_flat("smoke", model=model, train_size=100, seed=seed, max_epochs=50, patience=3)
+               for model in ("waveform", "spectrogram") for seed in (0, 1, 2)]
+    for cfg in configs:
+        store(tmp_path, cfg.model.model, 100, cfg.train.seed, strength=1.0)
+        better = {"waveform": 2.0, "spectrogram": 0.5}[cfg.model.model]  # designed: whole clips help one, hurt the other
+        if cfg.train.seed < 2:  # seed 2's checkpoints were never scored whole: left out of the pairs
+            store(tmp_path, cfg.model.model, 100, cfg.train.seed, whole_clip=True, strength=better)
+    runs = results.load_runs(tmp_path)
+    pairs = scaling.whole_clip_pairs(runs, configs)
+    assert sorted(zip(pairs["model"], pairs["seed"])) == [("spectrogram", 0), ("spectrogram", 1), ("waveform", 0),
+                                                          ("waveform", 1)]
+    assert all(runs.set_index("run_id").loc[pairs["run_id_whole"], "whole_clip"])
+    resampled = scaling.resample_runs(runs, tmp_path, samples=300, seed=0)
+    table = scaling.whole_clip_comparison(pairs, resampled)
+    auc = table[table["metric"] == "roc_auc"].set_index("model")
+    assert auc.loc["waveform", "difference"] > 0 and auc.loc["waveform", "difference_lo"] > 0
+    assert auc.loc["spectrogram", "difference"] < 0 and auc.loc["spectrogram", "difference_hi"] < 0
+    assert (auc["n_seeds"] == 2).all()
+    for _, row in auc.iterrows():  # the difference is the two protocols' means subtracted, inside its interval
+        assert row["difference"] == pytest.approx(row["whole_clip"] - row["patches"])
+        assert row["difference_lo"] <= row["difference"] <= row["difference_hi"]
+    again = scaling.whole_clip_comparison(pairs, resampled)
+    pd.testing.assert_frame_equal(table, again)  # one seeded stream: reruns are identical
+    reading = scaling.whole_clip_reading(table, metrics=["roc_auc"]).splitlines()
+    assert reading[0] == "On ROC-AUC:"
+    assert reading[1].startswith("- spectrogram at 100 clips (2 seed(s)): the mean over patches is ahead by ")
+    assert reading[2].startswith("- waveform at 100 clips (2 seed(s)): the whole clip is ahead by ")
+    for sentence in reading[1:]:  # each lead is positive and inside its own interval
+        lead, low, high = map(float, re.findall(r"by (-?[\d.]+) points \(95 % interval \[(-?[\d.]+), (-?[\d.]+)\]",
+                                                sentence)[0])
+        assert 0 < low <= lead <= high
