@@ -143,16 +143,23 @@ def warning_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if "warning" in line.lower()]
 
 
-def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes(tmp_path):
-    grid = long_smoke_grid(tmp_path, max_epochs=60)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(batch_command(grid, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=REPO, env=env)
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def start_batch(command: list[str], *, epochs: int) -> tuple[subprocess.Popen, list[str]]:
+    """A batch in the background, and its output read until it has shown ``epochs`` epoch lines."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                               env=ENV)
     lines = []
-    for line in process.stdout:  # wait for the second epoch line of the point
+    for line in process.stdout:
         lines.append(line)
-        if sum(": epoch " in seen for seen in lines) >= 2:
+        if sum(": epoch " in seen for seen in lines) >= epochs:
             break
+    return process, lines
+
+
+def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes(tmp_path):
+    process, lines = start_batch(batch_command(long_smoke_grid(tmp_path, max_epochs=60), tmp_path), epochs=2)
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=300)
     output = "".join(lines) + rest
@@ -167,7 +174,7 @@ def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes
     kept = int(output.split("resumes after epoch ")[1].split()[0])
     # the point resumes where it stopped: one more short batch finishes it from its checkpoint
     short = long_smoke_grid(tmp_path, max_epochs=60)
-    again = subprocess.run(batch_command(short, tmp_path), capture_output=True, text=True, cwd=REPO, env=env,
+    again = subprocess.run(batch_command(short, tmp_path), capture_output=True, text=True, cwd=REPO, env=ENV,
                            timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"resumed after epoch {kept}" in again.stdout
@@ -176,15 +183,8 @@ def test_a_sigterm_stops_the_batch_keeps_the_epochs_and_the_same_command_resumes
 
 def test_two_batches_sharing_one_store_train_a_point_once(tmp_path):
     grid = long_smoke_grid(tmp_path, max_epochs=8)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(batch_command(grid, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, cwd=REPO, env=env)
-    lines = []
-    for line in first.stdout:  # the first batch's worker holds the point's lock once it trains
-        lines.append(line)
-        if ": epoch " in line:
-            break
-    second = subprocess.run(batch_command(grid, tmp_path), capture_output=True, text=True, cwd=REPO, env=env,
+    first, lines = start_batch(batch_command(grid, tmp_path), epochs=1)  # its worker holds the point's lock now
+    second = subprocess.run(batch_command(grid, tmp_path), capture_output=True, text=True, cwd=REPO, env=ENV,
                             timeout=600)
     rest, _ = first.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr

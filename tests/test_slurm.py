@@ -17,6 +17,7 @@ import pytest
 
 from study.cli import main
 from study.slurm import SlurmResources, slurm_available
+from tests.test_scheduler import start_batch, warning_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +47,6 @@ def slurm_batch(grid: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "study", "batch", str(grid), "--results-dir", str(tmp_path / "results"),
             "--no-report", "--executor", "slurm", "--partition", "local", "--cpus", "1", "--mem-gb", "2",
             "--time-limit", "20", *extra]
-
-
-def warning_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if "warning" in line.lower()]
 
 
 def test_resources_come_from_the_grid_then_the_command_line():
@@ -104,13 +101,7 @@ def test_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
     """A preemption (``scontrol requeue``): SLURM stops the job, runs it again, and the run goes on."""
     need_cluster()
     grid = grid_file(tmp_path, max_epochs=25, entries=["{model: [spectrogram], train_size: [20], seed: [0]}"])
-    batch = subprocess.Popen(slurm_batch(grid, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines = []
-    for line in batch.stdout:
-        lines.append(line)
-        if sum(": epoch " in seen for seen in lines) >= 3:
-            break
+    batch, lines = start_batch(slurm_batch(grid, tmp_path), epochs=3)
     job = re.search(r"\(SLURM job (\d+),", "".join(lines)).group(1)
     requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
