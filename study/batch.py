@@ -240,8 +240,10 @@ class NotebookRun:
     seconds: float = 0.0
 
 
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up notices (e.g. its TCP
-# transport warning) say nothing a user of the study can act on; errors in cells still come back as errors
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]  # the kernel's own log says nothing a user of the
+# study can act on: its TCP transport warning at start-up, and "KeyboardInterrupt caught in kernel" when the
+# SIGINT that jupyter_client sends every kernel it shuts down meets a message handler.  Errors in cells still
+# come back as errors (through the messages), and a dead kernel as a failed run.
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], *,

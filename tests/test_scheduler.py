@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,7 +141,9 @@ def batch_command(grid: Path, tmp_path: Path) -> list[str]:
 
 
 def warning_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if "warning" in line.lower()]
+    """Warnings, and the log lines of the machinery ("[IPKernelApp] ERROR | ...") that a user cannot act on."""
+    return [line for line in text.splitlines()
+            if "warning" in line.lower() or re.match(r"\[\w+\] (ERROR|CRITICAL)\b", line)]
 
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
