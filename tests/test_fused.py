@@ -83,14 +83,21 @@ def fast_and_plain(name: str, samples: int, **model_fields):
 
 
 def assert_evaluation_equal(fast, plain, audio) -> None:
-    """With the running statistics (eval mode), the fused path equals the plain operations."""
+    """With the running statistics (eval mode), the fused path equals the plain operations; scored
+    without gradients (its passes in place) it gives exactly what it gives with them, and changes no weight."""
     fast.eval()
     plain.eval()
+    before = copy.deepcopy(fast.state_dict())
     with torch.no_grad():
         evaluated = fast(audio)
         with plain_operations():
             expected = plain(audio)
     torch.testing.assert_close(evaluated, expected, rtol=1e-9, atol=1e-9)
+    with torch.inference_mode():
+        assert torch.equal(fast(audio), evaluated)
+    assert torch.equal(fast(audio).detach(), evaluated)  # gradients on: the out-of-place passes
+    for key, value in fast.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 @pytest.mark.parametrize("name, samples, fields", [

@@ -32,6 +32,7 @@ on a GPU, and for ``SyncBatchNorm`` (several processes), the plain operations ru
 from __future__ import annotations
 
 import importlib.util
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -451,11 +452,16 @@ def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: n
     else:  # a few clips at a time, each chunk's convolution pooled while it is still in cache
         pooled = torch.cat([spec.pool.max(_convolve(x[start:start + spec.chunk], weight, bias, spec))
                             for start in range(0, x.shape[0], spec.chunk)])
+    scoring = not torch.is_grad_enabled()  # nothing to differentiate: each pass in place, on the tensor pooled
+    if spec.relu_first:  # sign * relu, past the max: v kept in [0, inf) where the scale is positive, (-inf, 0] where not
+        low = _per_channel(torch.where(positive, 0.0, -math.inf).to(pooled.dtype), pooled.dim())
+        high = _per_channel(torch.where(positive, math.inf, 0.0).to(pooled.dtype), pooled.dim())
+        pooled = pooled.clamp_(low, high) if scoring else pooled.clamp(low, high)
+    scale, shift = _per_channel(scale.abs(), pooled.dim()), _per_channel(shift, pooled.dim())
+    out = pooled.mul_(scale).add_(shift) if scoring else pooled * scale + shift
     if spec.relu_first:
-        keep = _per_channel(positive, pooled.dim())
-        pooled = torch.where(keep, pooled.clamp_min(0), pooled.clamp_max(0))  # sign * relu, past the max
-    out = pooled * _per_channel(scale.abs(), pooled.dim()) + _per_channel(shift, pooled.dim())
-    return out if spec.relu_first else torch.relu(out)
+        return out
+    return out.relu_() if scoring else torch.relu(out)
 
 
 __all__ = ["AxisPool", "WindowPool", "conv_norm_pool", "fast_path", "plain_operations", "torch_passes"]
