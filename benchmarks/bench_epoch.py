@@ -1,0 +1,175 @@
+"""Where a study epoch's time goes: the default preset's own training run, its parts timed.
+
+Runs ``study.experiment.run_experiment`` as ``study batch`` does (the default preset on the embedded
+corpus, one thread), for a few epochs, and times the pieces that ``study.train.train`` calls:
+
+    patch loading       the loader's batches of random patches (drawn from the audio cache)
+    training steps      forward, loss, backward and Adam on those batches
+    validation forward  the song-level pass over the validation clips (log-mel included)
+    log-mel (valid)     of which the spectrogram's STFT and mel filterbank
+    metrics             validation loss, ROC-AUC, PR-AUC and sqrt(MSE)
+    checkpoint          best.pt / last.pt and progress.json
+    other               the rest of the epoch's wall time
+
+The first epoch is left out (numba compiles the training loops in it).  Training patches cost
+``training steps / patches`` each, the figure to compare with the step benchmark (bench_speed.py).
+Run: ``.venv/bin/python benchmarks/bench_epoch.py --models spectrogram,waveform --epochs 3``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+import study.train as train_module
+from study.audio import LogMel
+from study.config import RunConfig
+
+PARTS = ("patch loading", "training steps", "validation forward", "log-mel (valid)", "metrics", "checkpoint", "other")
+
+
+class Clock:
+    """Seconds per part and per epoch, from wrappers around the functions one epoch calls."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, float]] = []
+        self.marks: list[float] = []
+
+    def add(self, part: str, seconds: float) -> None:
+        if self.parts:
+            self.parts[-1][part] += seconds
+
+    def timed(self, part: str, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(part, time.perf_counter() - started)
+        return wrapper
+
+
+def install(clock: Clock) -> None:
+    """Wrap what ``study.train.train`` calls; ``_train_epoch`` opens an epoch, the loader's batches are timed."""
+    train_epoch, loader = train_module._train_epoch, train_module._loader
+
+    def epoch(*args, **kwargs):
+        clock.marks.append(time.perf_counter())
+        clock.parts.append(defaultdict(float))
+        started = time.perf_counter()
+        try:
+            return train_epoch(*args, **kwargs)
+        finally:
+            clock.add("training steps", time.perf_counter() - started)
+
+    def timed_loader(*args, **kwargs):
+        sampler, real = loader(*args, **kwargs)
+        return sampler, TimedLoader(real, clock)
+
+    train_module._train_epoch = epoch
+    train_module._loader = timed_loader
+    train_module.predict_clips = clock.timed("validation forward", train_module.predict_clips)
+    train_module._validation_record = clock.timed("metrics", train_module._validation_record)
+    train_module._save_epoch = clock.timed("checkpoint", train_module._save_epoch)
+    train_module.write_progress = clock.timed("checkpoint", train_module.write_progress)
+    forward = LogMel.forward
+
+    def logmel(self, waveform):
+        if torch.is_grad_enabled():
+            return forward(self, waveform)
+        started = time.perf_counter()
+        try:
+            return forward(self, waveform)
+        finally:
+            clock.add("log-mel (valid)", time.perf_counter() - started)
+
+    LogMel.forward = logmel
+
+
+class TimedLoader:
+    """The loader, with the time spent waiting for each batch counted as patch loading."""
+
+    def __init__(self, loader, clock: Clock) -> None:
+        self.loader, self.clock = loader, clock
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.clock.add("patch loading", time.perf_counter() - started)
+            yield batch
+
+
+def measure(model: str, epochs: int, train_size: int, cache_dir: str, work: Path) -> dict:
+    from study.experiment import run_experiment
+
+    clock = Clock()
+    install(clock)
+    cfg = RunConfig.from_flat("default", model=model, train_size=train_size, max_epochs=epochs, patience=epochs,
+                              cache_dir=cache_dir)
+    ends: list[float] = []
+    run_experiment(cfg, results_dir=work / "results", force=True,
+                   on_epoch_end=lambda epoch, record: ends.append(time.perf_counter()))
+    rows = []
+    for k, (parts, start, end) in enumerate(zip(clock.parts, clock.marks, ends)):
+        parts = {p: parts.get(p, 0.0) for p in PARTS}
+        parts["training steps"] -= parts["patch loading"]  # the loader's waits happen inside _train_epoch
+        wall = end - start
+        parts["other"] = wall - sum(v for p, v in parts.items() if p not in ("log-mel (valid)", "other"))
+        rows.append({"epoch": k + 1, "wall": wall, **parts})
+    measured = rows[1:] or rows
+    mean = {p: sum(r[p] for r in measured) / len(measured) for p in ("wall",) + PARTS}
+    patches = cfg.train.epoch_patches
+    return {"model": model, "epochs_measured": len(measured), "patches": patches, "mean": mean,
+            "ms_per_training_patch": 1000 * (mean["training steps"] + mean["patch loading"]) / patches,
+            "epochs": rows}
+
+
+def table(result: dict) -> str:
+    mean = result["mean"]
+    lines = [f"{result['model']}: {mean['wall']:.1f} s per epoch (mean of {result['epochs_measured']} epochs "
+             f"after the first), {result['ms_per_training_patch']:.2f} ms per training patch",
+             f"  {'part':<20} {'s/epoch':>8} {'share':>7}"]
+    for part in PARTS:
+        lines.append(f"  {part:<20} {mean[part]:8.2f} {100 * mean[part] / mean['wall']:6.1f}%")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="spectrogram,waveform")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per model; the first is not counted")
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (study batch: one per job)")
+    parser.add_argument("--cache-dir", default="cache/default", help="the corpus cache (built if missing)")
+    parser.add_argument("--json", help="write the figures here as well")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for model in args.models.split(","):
+            results.append(measure(model, args.epochs, args.train_size, args.cache_dir, Path(work)))
+            print(table(results[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
