@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from study.estimate import wall_seconds
 from study.train import read_progress
 
 POLL_SECONDS = 2.0
@@ -172,9 +171,9 @@ def run_points(points: Sequence[Point], *, jobs: int, executor, display,
                     del running[slot]
                     outcome = _finished(run)
                     outcomes.append(outcome)
-                    display.finished(outcome, eta=_eta(running.values(), pending, jobs))
+                    display.finished(outcome, eta=_eta(running.values(), pending, jobs, deadline, clock))
             if running and stop.signal is None:
-                display.tick(eta=_eta(running.values(), pending, jobs))
+                display.tick(eta=_eta(running.values(), pending, jobs, deadline, clock))
                 time.sleep(poll_seconds)
         if stop.signal is not None:
             display.stopping(stop.signal, [run.point for run in running.values()])
@@ -274,11 +273,20 @@ def _signal_session(process, signum: int) -> None:
         pass
 
 
-def _eta(running, pending: Sequence[Point], jobs: int) -> float:
-    """Seconds until the last point ends: each running point's estimate less its time so far, then the rest."""
+def _eta(running, pending: Sequence[Point], jobs: int, deadline: float | None = None,
+         clock: Callable[[], float] = time.time) -> float:
+    """Seconds until the last point ends: each running point's estimate less its time so far, then each
+    waiting point on the first slot to free, in the order the batch starts them.  With a deadline, the
+    points that would not fit by then are left out, as the batch will leave them."""
     now = time.monotonic()
-    left = [max(0.0, run.point.estimate_seconds - (now - run.started)) for run in running]
-    return wall_seconds(left + [point.estimate_seconds for point in pending], jobs) if (left or pending) else 0.0
+    slots = [max(0.0, run.point.estimate_seconds - (now - run.started)) for run in running]
+    slots += [0.0] * max(0, max(1, jobs) - len(slots))
+    budget = None if deadline is None else deadline - clock()
+    for point in pending:
+        start = min(slots)
+        if budget is None or start + point.estimate_seconds <= budget:
+            slots[slots.index(start)] = start + point.estimate_seconds
+    return max(slots)
 
 
 __all__ = ["LocalExecutor", "Outcome", "Point", "run_points", "write_task"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from study.progress import GridDisplay, duration
-from study.scheduler import LocalExecutor, Point, _Running, run_points
+from study.scheduler import LocalExecutor, Point, _eta, _Running, run_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,17 @@ def test_a_resume_is_shown_even_when_the_first_event_seen_is_an_epoch(tmp_path):
     fresh = io.StringIO()
     GridDisplay(total=1, stream=fresh, tty=False).progress(point, {**epoch, "resumed_after": 0}, elapsed=5)
     assert "resumed" not in fresh.getvalue()
+
+
+def test_the_time_left_counts_the_waiting_points_in_order_and_within_the_time_budget(tmp_path):
+    running = [_Running(point, None, time.monotonic() - 100, tmp_path / "r", tmp_path / "t")
+               for point in points(tmp_path, ("a", 400, {}))]
+    waiting = points(tmp_path, ("b", 600, {}), ("c", 200, {}), ("d", 250, {}))
+    # slots free at 300 and 0: b from 0 to 600, c from 300 to 500, d from 500 to 750
+    assert _eta(running, waiting, 2) == pytest.approx(750, abs=1)
+    # a budget of 700 s leaves d (it would end at 750) for later, as the batch will
+    assert _eta(running, waiting, 2, deadline=1_000.0 + 700, clock=lambda: 1_000.0) == pytest.approx(600, abs=1)
+    assert _eta([], [], 2) == 0
 
 
 def test_durations_read_at_a_glance():
