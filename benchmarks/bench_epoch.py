@@ -12,7 +12,8 @@ corpus, one thread), for a few epochs, and times the pieces that ``study.train.t
     other               the rest of the epoch's wall time
 
 The first epoch is left out (numba compiles the training loops in it).  Training patches cost
-``training steps / patches`` each, the figure to compare with the step benchmark (bench_speed.py).
+``(patch loading + training steps) / patches`` each, the figure to compare with the step benchmark
+(bench_speed.py).
 Run: ``.venv/bin/python benchmarks/bench_epoch.py --models spectrogram,waveform --epochs 3``.
 """
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Clock:
     """Seconds per part and per epoch, from wrappers around the functions one epoch calls."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.parts: list[dict[str, float]] = []
         self.marks: list[float] = []
 
@@ -55,7 +59,8 @@ class Clock:
 
 
 def install(clock: Clock) -> None:
-    """Wrap what ``study.train.train`` calls; ``_train_epoch`` opens an epoch, the loader's batches are timed."""
+    """Wrap what ``study.train.train`` calls, once per process; ``_train_epoch`` opens an epoch, the
+    loader's batches are timed."""
     train_epoch, loader = train_module._train_epoch, train_module._loader
 
     def epoch(*args, **kwargs):
@@ -116,11 +121,10 @@ class TimedLoader:
             yield batch
 
 
-def measure(model: str, epochs: int, train_size: int, cache_dir: str, work: Path) -> dict:
+def measure(clock: Clock, model: str, epochs: int, train_size: int, cache_dir: str, work: Path) -> dict:
     from study.experiment import run_experiment
 
-    clock = Clock()
-    install(clock)
+    clock.reset()
     cfg = RunConfig.from_flat("default", model=model, train_size=train_size, max_epochs=epochs, patience=epochs,
                               cache_dir=cache_dir)
     ends: list[float] = []
@@ -136,15 +140,17 @@ def measure(model: str, epochs: int, train_size: int, cache_dir: str, work: Path
     measured = rows[1:] or rows
     mean = {p: sum(r[p] for r in measured) / len(measured) for p in ("wall",) + PARTS}
     patches = cfg.train.epoch_patches
-    return {"model": model, "epochs_measured": len(measured), "patches": patches, "mean": mean,
+    return {"model": model, "epochs_measured": len(measured), "first_left_out": len(rows) > 1,
+            "patches": patches, "mean": mean,
             "ms_per_training_patch": 1000 * (mean["training steps"] + mean["patch loading"]) / patches,
             "epochs": rows}
 
 
 def table(result: dict) -> str:
     mean = result["mean"]
+    which = "after the first" if result["first_left_out"] else "with the compilation of the first"
     lines = [f"{result['model']}: {mean['wall']:.1f} s per epoch (mean of {result['epochs_measured']} epochs "
-             f"after the first), {result['ms_per_training_patch']:.2f} ms per training patch",
+             f"{which}), {result['ms_per_training_patch']:.2f} ms per training patch",
              f"  {'part':<20} {'s/epoch':>8} {'share':>7}"]
     for part in PARTS:
         lines.append(f"  {part:<20} {mean[part]:8.2f} {100 * mean[part] / mean['wall']:6.1f}%")
@@ -161,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the figures here as well")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = []
+    clock, results = Clock(), []
+    install(clock)
     with tempfile.TemporaryDirectory() as work:
         for model in args.models.split(","):
-            results.append(measure(model, args.epochs, args.train_size, args.cache_dir, Path(work)))
+            results.append(measure(clock, model, args.epochs, args.train_size, args.cache_dir, Path(work)))
             print(table(results[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
