@@ -125,8 +125,9 @@ def measure(clock: Clock, model: str, epochs: int, train_size: int, cache_dir: s
     from study.experiment import run_experiment
 
     clock.reset()
+    # the loss the study's grids train with (the preset's loss changed after them)
     cfg = RunConfig.from_flat("default", model=model, train_size=train_size, max_epochs=epochs, patience=epochs,
-                              cache_dir=cache_dir)
+                              loss="bce", cache_dir=cache_dir)
     ends: list[float] = []
     run_experiment(cfg, results_dir=work / "results", force=True,
                    on_epoch_end=lambda epoch, record: ends.append(time.perf_counter()))

@@ -105,9 +105,12 @@ def summarise(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return table.reset_index()[columns]
 
 
-def preset_differences(preset: str, reference: str = "paper") -> pd.DataFrame:
-    """The fields in which a preset departs from the paper's configuration (how it was scaled down)."""
-    ours, theirs = preset_config(preset).flat(), preset_config(reference).flat()
+def preset_differences(preset: str | RunConfig, reference: str = "paper") -> pd.DataFrame:
+    """The fields in which a preset, or a grid's configuration (its preset and overrides), departs from the
+    paper's configuration (how it was scaled down)."""
+    config = preset if isinstance(preset, RunConfig) else preset_config(preset)
+    preset = config.name
+    ours, theirs = config.flat(), preset_config(reference).flat()
     rows = [{"field": name, preset: str(ours[name]), reference: str(theirs[name])}
             for name in ours if name not in ("name", "cache_dir") and ours[name] != theirs[name]]
     return pd.DataFrame(rows, columns=["field", preset, reference])

@@ -546,13 +546,12 @@ def _paper_agreement(crossings: pd.DataFrame, paper_fits: pd.DataFrame) -> list[
     return lines
 
 
-def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95) -> str:
-    """The loss ablation's verdict on the default preset's loss, as markdown sentences built from the paired
-    table (:func:`contrasts` with ``vary="loss"``): every other loss minus the default, per front-end and
-    metric, and whether any beats it with an interval that excludes zero."""
-    level = f"{100 * confidence:.0f} %"
+def _loss_verdicts(pairs: pd.DataFrame, default: str, level: str
+                   ) -> tuple[list[str], dict[str, dict[str, list[tuple[str, str]]]]]:
+    """A sentence per (front-end, metric) for every other loss minus ``default``, and where each other loss is
+    better or worse with an interval that excludes zero: loss -> better / worse -> [(front-end, metric)]."""
     lines: list[str] = []
-    verdicts: dict[str, dict[str, list[tuple[str, str]]]] = {}  # other loss -> better / worse -> (front-end, metric)
+    verdicts: dict[str, dict[str, list[tuple[str, str]]]] = {}
     for row in pairs.itertuples():
         if default not in (row.a, row.b) or row.a == row.b:
             continue
@@ -567,15 +566,39 @@ def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95)
                      f"[{low:.{digits}f}, {high:.{digits}f}], p = {row.p:.3f}): {said}.")
         if sure:
             verdicts.setdefault(other, {"better": [], "worse": []})[said].append((row.model, name))
+    return lines, verdicts
+
+
+def _rule_winners(verdicts: dict[str, dict[str, list[tuple[str, str]]]]) -> list[str]:
+    """The losses the rule admits: better somewhere, worse nowhere."""
+    return [loss for loss, found in verdicts.items() if found["better"] and not found["worse"]]
+
+
+def loss_choice(pairs: pd.DataFrame, default: str) -> str:
+    """The loss the rule picks against ``default``: the one other loss better somewhere (an interval that
+    excludes zero) and worse nowhere; ``default`` when there is none, or several to choose between."""
+    winners = _rule_winners(_loss_verdicts(pairs, default, "")[1])
+    return winners[0] if len(winners) == 1 else default
+
+
+def loss_reading(pairs: pd.DataFrame, default: str, *, confidence: float = 0.95) -> str:
+    """The loss ablation's verdict on ``default``, the loss it judges, as markdown sentences built from the
+    paired table (:func:`contrasts` with ``vary="loss"``): every other loss minus the default, per front-end
+    and metric, and the rule applied (:func:`loss_choice`)."""
+    lines, verdicts = _loss_verdicts(pairs, default, f"{100 * confidence:.0f} %")
     if not lines:
         return ""
-    winners = [loss for loss, found in verdicts.items() if found["better"] and not found["worse"]]
+    winners = _rule_winners(verdicts)
     mixed = [loss for loss, found in verdicts.items() if found["better"] and found["worse"]]
     losers = [loss for loss, found in verdicts.items() if found["worse"] and not found["better"]]
-    if winners:
+    if len(winners) == 1:
+        (loss,) = winners
+        lines.append(f"- **By the rule, {loss} replaces `{default}`**: it is better than `{default}` "
+                     f"{_where(verdicts[loss]['better'])}, with an interval that excludes zero, and worse nowhere.")
+    elif winners:
         said = "; ".join(f"{loss} is better than `{default}` {_where(verdicts[loss]['better'])}" for loss in winners)
-        lines.append(f"- **The stored runs favour another loss** where the interval excludes zero, and it loses "
-                     f"nowhere: {said}. The default `{default}` should be revisited.")
+        lines.append(f"- **Several losses beat `{default}`** with an interval that excludes zero, and lose nowhere: "
+                     f"{said}. The rule lets any of them replace it; their paired differences above choose.")
     elif mixed:
         said = [f"{loss} is better than `{default}` {_where(verdicts[loss]['better'])}, but worse "
                 f"{_where(verdicts[loss]['worse'])}" for loss in mixed]
@@ -595,6 +618,6 @@ def capped_runs(records: pd.DataFrame) -> list[str]:
     return list(records.loc[records["capped_while_improving"], "run_id"])
 
 
-__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "budget_tradeoff", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves", "loss_reading",
+__all__ = ["BASELINE", "CELL", "FRONT_ENDS", "PAIRS", "budget_tradeoff", "capped_runs", "contrasts", "difference", "facts", "cell_draws", "cell_table", "learning_curves", "loss_choice", "loss_reading",
            "paired_differences", "plot_learning_curves", "resample_runs", "scaling_fits", "stop_table",
            "training_records"]

@@ -206,6 +206,8 @@ def test_preset_differences_name_what_the_default_scaled_down():
     differences = report.preset_differences("default")
     assert {"clip_seconds", "patch_seconds", "max_epochs"} <= set(differences["field"])
     assert "name" not in set(differences["field"])
+    pinned = report.preset_differences(RunConfig.from_flat("default", loss="bce"))  # a grid's preset and overrides
+    assert pinned.set_index("field").loc["loss", "default"] == "bce"
 
 
 # ---- qualitative (§5.1) ----------------------------------------------------------------------------

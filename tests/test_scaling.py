@@ -223,7 +223,7 @@ def test_the_loss_reading_orients_every_difference_against_the_default_and_gives
     assert reading[2] == ("- **No other loss beats `bce`** with an interval that excludes zero; `bce` is better than "
                           "per_kind for the waveform on ROC-AUC.")
     pairs.loc[0, ["difference", "difference_lo", "difference_hi"]] = [-0.5, -0.8, -0.2]
-    assert "favour another loss" in scaling.loss_reading(pairs, "bce")
+    assert "By the rule, per_kind replaces `bce`" in scaling.loss_reading(pairs, "bce")
     spectrogram = pairs.iloc[[0]].assign(model="spectrogram", difference=0.5, difference_lo=0.2, difference_hi=0.8)
     assert "The runs disagree" in scaling.loss_reading(pd.concat([pairs, spectrogram]), "bce")
     assert scaling.loss_reading(pairs.iloc[0:0], "bce") == ""
@@ -309,7 +309,14 @@ def test_the_loss_verdict_groups_its_findings_by_loss_and_front_end():
         "- **The runs disagree**: per_kind is better than `bce` for the spectrogram on ROC-AUC and PR-AUC, but worse "
         "for the waveform on ROC-AUC, PR-AUC and √MSE; mse is worse than `bce` for the waveform on ROC-AUC. ")
     winning = scaling.loss_reading(pairs[pairs["model"].eq("spectrogram")], "bce").splitlines()[-1]
-    assert "it loses nowhere: per_kind is better than `bce` for the spectrogram on ROC-AUC and PR-AUC." in winning
+    assert winning == ("- **By the rule, per_kind replaces `bce`**: it is better than `bce` for the spectrogram on "
+                       "ROC-AUC and PR-AUC, with an interval that excludes zero, and worse nowhere.")
+    both = pd.concat([pairs[pairs["model"].eq("spectrogram")], pairs[pairs["model"].eq("spectrogram")].replace("per_kind", "mse")])
+    assert scaling.loss_reading(both, "bce").splitlines()[-1].startswith(
+        "- **Several losses beat `bce`** with an interval that excludes zero, and lose nowhere: per_kind is better")
+    assert scaling.loss_choice(pairs[pairs["model"].eq("spectrogram")], "bce") == "per_kind"
+    assert scaling.loss_choice(pairs, "bce") == "bce"  # better on one front-end, worse on the other
+    assert scaling.loss_choice(both, "bce") == "bce"  # two candidates: the rule names none
     losing = pairs[pairs["model"].eq("waveform")].assign(model=["spectrogram", "waveform", "waveform", "waveform"])
     assert scaling.loss_reading(losing, "bce").splitlines()[-1] == (
         "- **No other loss beats `bce`** with an interval that excludes zero; `bce` is better than per_kind for the "
