@@ -78,10 +78,10 @@ def install(clock: Clock) -> None:
 
     train_module._train_epoch = epoch
     train_module._loader = timed_loader
-    train_module.predict_clips = clock.timed("validation forward", train_module.predict_clips)
-    train_module._validation_record = clock.timed("metrics", train_module._validation_record)
-    train_module._save_epoch = clock.timed("checkpoint", train_module._save_epoch)
-    train_module.write_progress = clock.timed("checkpoint", train_module.write_progress)
+    for name, part in (("predict_clips", "validation forward"), ("_validation_record", "metrics"),
+                       ("_save_epoch", "checkpoint"), ("write_progress", "checkpoint")):
+        if hasattr(train_module, name):  # an older commit (PYTHONPATH) may lack one
+            setattr(train_module, name, clock.timed(part, getattr(train_module, name)))
     forward = LogMel.forward
 
     def logmel(self, waveform):

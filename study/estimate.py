@@ -126,6 +126,9 @@ def _schedule(cfg: RunConfig) -> tuple:
     return (t.epoch_patches, t.patience, t.lr_patience, t.learning_rate, t.batch_size, t.loss, cfg.data.corpus_size)
 
 
+_LOSS = 5  # where the loss sits in a schedule
+
+
 def _epoch_shape(cfg: RunConfig) -> tuple:
     """What one epoch costs besides the machine: the network, its input, the patches trained and the clips validated."""
     t, e, d = cfg.train, cfg.eval, cfg.data
@@ -136,12 +139,22 @@ def _epoch_shape(cfg: RunConfig) -> tuple:
 def expected_epochs(cfg: RunConfig, stored: pd.DataFrame) -> tuple[float, str]:
     """(epochs, basis): the median of stored runs like this one; else a line through the medians of the two
     nearest stored sizes, on a log scale of clips (more data, more epochs before validation stops
-    improving), capped by the epoch cap; else the one stored size; else the cap."""
-    same = stored[(stored["model"] == cfg.model.model) & (stored["schedule"].map(lambda s: s == _schedule(cfg)))]
+    improving), capped by the epoch cap; else the one stored size; else runs of the same size that differ
+    only in their loss; else the cap."""
+    model = stored[stored["model"] == cfg.model.model]
+    same = model[model["schedule"].map(lambda s: s == _schedule(cfg)).astype(bool)]
     exact = same[same["train_size"] == cfg.data.train_size]
     if len(exact):
         return float(exact["epochs"].median()), f"median of {len(exact)} stored run(s)"
     if not len(same):
+        # another loss on the same schedule trains about as long (the loss ablation's runs: 47-74 epochs
+        # against 45-64 for the loss they were compared with); any other difference in the schedule says nothing
+        lossless = _schedule(cfg)[:_LOSS] + _schedule(cfg)[_LOSS + 1:]
+        sized = model[model["train_size"] == cfg.data.train_size]
+        other_loss = sized[sized["schedule"].map(lambda s: s[:_LOSS] + s[_LOSS + 1:] == lossless).astype(bool)]
+        if len(other_loss):
+            return (float(other_loss["epochs"].median()),
+                    f"median of {len(other_loss)} stored run(s) with another loss")
         return float(cfg.train.max_epochs), "epoch cap (no stored run to go by: an upper bound)"
     medians = same.groupby("train_size")["epochs"].median()
     where = np.log10(max(cfg.data.train_size, 1))

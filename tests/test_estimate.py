@@ -40,6 +40,9 @@ def test_expected_epochs_come_from_like_runs_then_the_nearest_sizes_then_the_cap
     assert "upper bound" in expected_epochs(capped, stored)[1]
     other_schedule = RunConfig.from_flat("smoke", model="waveform", train_size=20, patience=7)
     assert "upper bound" in expected_epochs(other_schedule, stored)[1]  # another schedule says nothing
+    other_loss = RunConfig.from_flat("smoke", model="waveform", train_size=20, loss="mse")
+    assert expected_epochs(other_loss, stored) == (6.0, "median of 3 stored run(s) with another loss")
+    assert "upper bound" in expected_epochs(other_loss.with_overrides(train_size=30), stored)[1]  # nor another size
     store(tmp_path, RunConfig.from_flat("smoke", model="spectrogram", train_size=60, seed=0), 5)
     alone = expected_epochs(RunConfig.from_flat("smoke", model="spectrogram", train_size=20), _stored_epochs(tmp_path))
     assert alone == (5.0, "stored runs at 60 clips")  # one stored size: its median
