@@ -32,7 +32,6 @@ on a GPU, and for ``SyncBatchNorm`` (several processes), the plain operations ru
 from __future__ import annotations
 
 import importlib.util
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -453,12 +452,15 @@ def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: n
         pooled = torch.cat([spec.pool.max(_convolve(x[start:start + spec.chunk], weight, bias, spec))
                             for start in range(0, x.shape[0], spec.chunk)])
     scoring = not torch.is_grad_enabled()  # nothing to differentiate: each pass in place, on the tensor pooled
-    if spec.relu_first:  # sign * relu, past the max: v kept in [0, inf) where the scale is positive, (-inf, 0] where not
-        low = _per_channel(torch.where(positive, 0.0, -math.inf).to(pooled.dtype), pooled.dim())
-        high = _per_channel(torch.where(positive, math.inf, 0.0).to(pooled.dtype), pooled.dim())
-        pooled = pooled.clamp_(low, high) if scoring else pooled.clamp(low, high)
-    scale, shift = _per_channel(scale.abs(), pooled.dim()), _per_channel(shift, pooled.dim())
-    out = pooled.mul_(scale).add_(shift) if scoring else pooled * scale + shift
+    shift = _per_channel(shift, pooled.dim())
+    if spec.relu_first:  # sign * relu, past the max: v kept in [0, inf) where the scale is positive, (-inf, 0] where not,
+        # as relu(sign v) sign; the sign goes into the scale (a clamp with per-channel bounds costs five such passes)
+        sign = _per_channel(sign.to(pooled.dtype), pooled.dim())
+        scale = _per_channel(scale, pooled.dim())  # sign |scale|
+        out = pooled.mul_(sign).relu_().mul_(scale).add_(shift) if scoring else torch.relu(pooled * sign) * scale + shift
+    else:
+        scale = _per_channel(scale.abs(), pooled.dim())
+        out = pooled.mul_(scale).add_(shift) if scoring else pooled * scale + shift
     if spec.relu_first:
         return out
     return out.relu_() if scoring else torch.relu(out)
