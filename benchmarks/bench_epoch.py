@@ -14,12 +14,17 @@ corpus, one thread), for a few epochs, and times the pieces that ``study.train.t
 The first epoch is left out (numba compiles the training loops in it).  Training patches cost
 ``(patch loading + training steps) / patches`` each, the figure to compare with the step benchmark
 (bench_speed.py).
-Run: ``.venv/bin/python benchmarks/bench_epoch.py --models spectrogram,waveform --epochs 3``.
+Run: ``.venv/bin/python benchmarks/bench_epoch.py --models spectrogram,waveform --epochs 3``; with
+``--jobs 2`` two runs at once, one process each, as ``study batch --jobs 2`` trains.  The last line is
+JSON: the mean epoch, the share of it outside the training steps, and epochs per hour.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -43,6 +48,7 @@ class Clock:
     def reset(self) -> None:
         self.parts: list[dict[str, float]] = []
         self.marks: list[float] = []
+        self.saved: list[float] = []  # when each epoch's checkpoint was written, its last step
 
     def add(self, part: str, seconds: float) -> None:
         if self.parts:
@@ -76,8 +82,17 @@ def install(clock: Clock) -> None:
         sampler, real = loader(*args, **kwargs)
         return sampler, TimedLoader(real, clock)
 
+    save_epoch = train_module._save_epoch
+
+    def saved(*args, **kwargs):
+        try:
+            return save_epoch(*args, **kwargs)
+        finally:
+            clock.saved.append(time.perf_counter())
+
     train_module._train_epoch = epoch
     train_module._loader = timed_loader
+    train_module._save_epoch = saved
     for name, part in (("predict_clips", "validation forward"), ("_validation_record", "metrics"),
                        ("_save_epoch", "checkpoint"), ("write_progress", "checkpoint")):
         if hasattr(train_module, name):  # an older commit (PYTHONPATH) may lack one
@@ -129,8 +144,12 @@ def measure(clock: Clock, model: str, epochs: int, train_size: int, cache_dir: s
     cfg = RunConfig.from_flat("default", model=model, train_size=train_size, max_epochs=epochs, patience=epochs,
                               loss="bce", cache_dir=cache_dir)
     ends: list[float] = []
-    run_experiment(cfg, results_dir=work / "results", force=True,
-                   on_epoch_end=lambda epoch, record: ends.append(time.perf_counter()))
+    if "on_epoch_end" in inspect.signature(run_experiment).parameters:
+        run_experiment(cfg, results_dir=work / "results", force=True,
+                       on_epoch_end=lambda epoch, record: ends.append(time.perf_counter()))
+    else:  # an older commit: an epoch ends with its checkpoint
+        run_experiment(cfg, results_dir=work / "results", force=True)
+        ends = clock.saved
     rows = []
     for k, (parts, start, end) in enumerate(zip(clock.parts, clock.marks, ends)):
         parts = {p: parts.get(p, 0.0) for p in PARTS}
@@ -158,24 +177,56 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(results: list[dict], *, parallel: bool) -> dict:
+    """One line's figures: the mean epoch, the share outside the training steps, and epochs per hour (the
+    machine's throughput: runs side by side add up, runs one after another share the hour)."""
+    walls = [r["mean"]["wall"] for r in results]
+    outside = [1 - (r["mean"]["training steps"] + r["mean"]["patch loading"]) / r["mean"]["wall"] for r in results]
+    per_hour = sum(3600 / w for w in walls) if parallel else 3600 * len(walls) / sum(walls)
+    return {"epoch_s": sum(walls) / len(walls), "outside_step_share": sum(outside) / len(outside),
+            "epochs_per_hour": per_hour, "models": [r["model"] for r in results]}
+
+
+def side_by_side(args: argparse.Namespace) -> list[dict]:
+    """``--jobs`` copies of this script at once, one model each (cycling through ``--models``), as
+    ``study batch --jobs`` runs its points."""
+    models = args.models.split(",")
+    with tempfile.TemporaryDirectory() as work:
+        files = [Path(work) / f"job{job}.json" for job in range(args.jobs)]
+        jobs = [subprocess.Popen([sys.executable, __file__, "--models", models[job % len(models)], "--epochs",
+                                  str(args.epochs), "--train-size", str(args.train_size), "--threads", str(args.threads),
+                                  "--cache-dir", args.cache_dir, "--json", str(file)], stdout=subprocess.DEVNULL)
+                for job, file in enumerate(files)]
+        if any(job.wait() for job in jobs):
+            raise SystemExit("a job failed")
+        return [result for file in files for result in json.loads(file.read_text())]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="spectrogram,waveform")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per model; the first is not counted")
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (study batch: one per job)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each a process of its own")
     parser.add_argument("--cache-dir", default="cache/default", help="the corpus cache (built if missing)")
     parser.add_argument("--json", help="write the figures here as well")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    clock, results = Clock(), []
-    install(clock)
-    with tempfile.TemporaryDirectory() as work:
-        for model in args.models.split(","):
-            results.append(measure(clock, model, args.epochs, args.train_size, args.cache_dir, Path(work)))
-            print(table(results[-1]), flush=True)
+    if args.jobs > 1:
+        results = side_by_side(args)
+        for result in results:
+            print(table(result), flush=True)
+    else:
+        torch.set_num_threads(args.threads)
+        clock, results = Clock(), []
+        install(clock)
+        with tempfile.TemporaryDirectory() as work:
+            for model in args.models.split(","):
+                results.append(measure(clock, model, args.epochs, args.train_size, args.cache_dir, Path(work)))
+                print(table(results[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(summary(results, parallel=args.jobs > 1)), flush=True)  # the last line: what bench_speed reads
     return 0
 
 

@@ -6,7 +6,12 @@ process, and reports each pair's ratio and their median.  The older commit is ch
 temporary git worktree and measured with the same probe script (benchmarks/probes.py) and the
 same interpreter; peers' code runs from benchmarks/peer_*.py.
 
-Suites (``--suites``, default all but ``tag``, which needs a TensorFlow interpreter):
+Suites (``--suites``, default train, paper and samplecnn; ``tag`` needs a TensorFlow interpreter):
+
+    epoch      the study's own epoch as ``study batch`` trains it (benchmarks/bench_epoch.py): each
+               front-end alone, 1 thread, seconds per epoch; two jobs of one thread at once as epochs
+               per hour, new / old; and this tree's two jobs of one thread against one job of two
+               threads
 
     train      the default preset's training, end to end (cached patches, steps, a validation pass
                every epoch, checkpoints), both front-ends, 1 thread: new / old clips per second; then
@@ -76,7 +81,7 @@ class Side:
         return float(json.loads(lines[-1])[self.key])
 
 
-def compare(name: str, new: Side, old: Side, repeats: int, *, higher_is_better: bool = True) -> dict:
+def compare(name: str, new: Side, old: Side, repeats: int, *, higher_is_better: bool = True, unit: str = "") -> dict:
     """Alternate the two sides ``repeats`` times; the ratio is new's speed over old's (> 1: new is faster)."""
     pairs = []
     for _ in range(repeats):
@@ -84,7 +89,8 @@ def compare(name: str, new: Side, old: Side, repeats: int, *, higher_is_better: 
         pairs.append((a, b))
         print(f"  {name}: {new.label} {a:.4g}  {old.label} {b:.4g}", flush=True)
     ratios = [a / b if higher_is_better else b / a for a, b in pairs]
-    return {"comparison": name, "new": new.label, "old": old.label, "unit": "clips/s" if higher_is_better else "s",
+    return {"comparison": name, "new": new.label, "old": old.label,
+            "unit": unit or ("clips/s" if higher_is_better else "s"),
             "new_median": statistics.median(a for a, _ in pairs), "old_median": statistics.median(b for _, b in pairs),
             "ratio_median": statistics.median(ratios), "ratios": [round(r, 3) for r in ratios]}
 
@@ -107,6 +113,37 @@ def train_suite(old: Path, work: Path, repeats: int) -> list[dict]:
         rows.append(compare(f"train {model} (default preset, end to end)",
                             Side("new", probe(*arguments, "--work", str(work / f"new-{model}"))),
                             Side("old", probe(*arguments, "--work", str(work / f"old-{model}")), tree=old), repeats))
+    return rows
+
+
+EPOCH = ROOT / "benchmarks" / "bench_epoch.py"
+
+
+def epoch_suite(old: Path, repeats: int, epochs: int = 2) -> list[dict]:
+    """The study's own epoch as ``study batch`` trains it (benchmarks/bench_epoch.py: the default preset,
+    1,000 clips, epochs of 4,096 patches and a validation pass, the first epoch left out): one run alone
+    per front-end at one thread, then two jobs of one thread at once (its default on two cores) as epochs
+    per hour, each commit as it runs them, and this tree's two jobs against one job of two threads."""
+    def epoch(*options: str, tree: Path = ROOT, key: str = "epoch_s", threads: int = 1) -> Side:
+        return Side("new" if tree == ROOT else "old", [sys.executable, str(EPOCH), "--epochs", str(epochs),
+                    "--threads", str(threads), "--cache-dir", str(ROOT / "cache" / "default"), *options],
+                    tree=tree, key=key, threads=threads)
+
+    alone = []  # older commits let numba's OpenMP launch raise torch to every core; alone, held to one
+    for model in ("spectrogram", "waveform"):
+        held = epoch("--models", model, tree=old)
+        held.env = {"NUMBA_NUM_THREADS": "1"}
+        alone.append(compare(f"epoch {model} (default preset, 1 job, 1 thread)", epoch("--models", model), held,
+                             repeats, higher_is_better=False, unit="s per epoch"))
+    rows = alone
+    both = ("--models", "spectrogram,waveform")
+    rows.append(compare("study batch, 2 jobs x 1 thread as each commit runs them (a spectrogram and a waveform run at once)",
+                        epoch(*both, "--jobs", "2", key="epochs_per_hour"),
+                        epoch(*both, "--jobs", "2", key="epochs_per_hour", tree=old), repeats, unit="epochs/h"))
+    two_jobs, one_job = epoch(*both, "--jobs", "2", key="epochs_per_hour"), epoch(*both, key="epochs_per_hour", threads=2)
+    two_jobs.label, one_job.label = "jobs2-thread1", "jobs1-threads2"
+    rows.append(compare("this tree: 2 jobs x 1 thread against 1 job x 2 threads (both front-ends)", two_jobs, one_job,
+                        repeats, unit="epochs/h"))
     return rows
 
 
@@ -203,7 +240,7 @@ def tag_suite(old: Path, work: Path, repeats: int, tf_python: str, threads: int 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suites", default="train,paper,samplecnn", help="comma-separated: train, paper, samplecnn, tag")
+    parser.add_argument("--suites", default="train,paper,samplecnn", help="comma-separated: epoch, train, paper, samplecnn, tag")
     parser.add_argument("--baseline", default=BASELINE_REVISION, help="the older commit (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs per comparison")
     parser.add_argument("--threads", type=int, default=2, help="threads of each side in the samplecnn and tag suites")
@@ -231,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             write_rows(args.json, rows, args.baseline, command)
 
     try:
+        if "epoch" in suites:
+            keep(epoch_suite(old, args.repeats))
         if "train" in suites:
             keep(train_suite(old, work, args.repeats))
             keep(profile_rows(old, args.repeats))
@@ -279,10 +318,11 @@ def rows_from_log(text: str) -> tuple[str, list[dict]]:
                                                         float(found["b"])))
     rows = []
     for name, found in pairs.items():
-        faster = not name.startswith("tag")  # tagging compares seconds, the rest clips per second
+        faster = not name.startswith(("tag", "epoch "))  # tagging and epochs compare seconds, the rest speeds
+        unit = ("s per epoch" if name.startswith("epoch ") else "s" if not faster
+                else "epochs/h" if name.startswith(("study batch", "this tree")) else "clips/s")
         ratios = [a / b if faster else b / a for _, a, _, b in found]
-        rows.append({"comparison": name, "new": found[0][0], "old": found[0][2],
-                     "unit": "clips/s" if faster else "s",
+        rows.append({"comparison": name, "new": found[0][0], "old": found[0][2], "unit": unit,
                      "new_median": statistics.median(a for _, a, _, _ in found),
                      "old_median": statistics.median(b for _, _, _, b in found),
                      "ratio_median": statistics.median(ratios), "ratios": [round(r, 3) for r in ratios]})
