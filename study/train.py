@@ -44,6 +44,7 @@ from study.device import (DistInfo, amp_enabled, autocast, barrier, broadcast_fr
 from study.evaluate import SongSet, predict_clips
 from study.metrics import POSITIVE_THRESHOLD, evaluable, evaluate_predictions, tune_thresholds
 from study.models import count_params
+from study.models.blocks import LogMelMemo, remembering_logmels
 from study.progress import progress_bar
 
 LOSSES = ("auto", "bce", "mse", "per_kind")
@@ -297,6 +298,7 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
             log(f"WARNING: {warning}")
 
     first_epoch = resumed_after + 1
+    valid_logmels = LogMelMemo()  # the validation pass repeats every epoch: its log-mels are taken once
     while not run.finished and run.epoch < cfg.max_epochs:
         epoch = run.epoch + 1
         epoch_started = time.perf_counter()
@@ -311,9 +313,10 @@ def train(model: nn.Module, train_data: Dataset, *, valid: SongSet, config: RunC
         record = {"epoch": epoch, "train_loss": train_loss}
         improved = False
         _share_main_buffers(model, dist)  # every rank validates rank 0's model, on its share of the clips
-        scores = predict_clips(model, valid.reader, valid.track_ids, patch_samples=valid.patch_samples,
-                               hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
-                               batch_size=cfg.batch_size, amp=amp, dist=dist)
+        with remembering_logmels(model, valid_logmels):
+            scores = predict_clips(model, valid.reader, valid.track_ids, patch_samples=valid.patch_samples,
+                                   hop_samples=valid.hop_samples, whole_clip=valid.whole_clip, device=device,
+                                   batch_size=cfg.batch_size, amp=amp, dist=dist)
         if dist.is_main:
             record.update(_validation_record(scores, valid.labels, tags, is_regression, loss_fn.kind))
             record["lr"] = run.learning_rate

@@ -12,7 +12,7 @@ from study.cli import main as study_main
 from study.config import AudioConfig, ModelConfig, preset_config
 from study.models import (GBT, MODEL_NAMES, MODELS, build_model, check_model_name, count_params, count_table,
                           describe, param_breakdown, row_model)
-from study.models.blocks import BN_EPS, BN_MOMENTUM, ScalarBatchNorm, trace_time
+from study.models.blocks import BN_EPS, BN_MOMENTUM, LogMelMemo, ScalarBatchNorm, remembering_logmels, trace_time
 
 N_TAGS = 7
 TINY = {"frontend_multiplier": 0.125, "backend_filters": 16, "dense_units": 12}  # fast CPU versions of the paper models
@@ -177,6 +177,34 @@ def test_fit_input_stats_standardises_the_log_mel() -> None:
     assert float(fresh.input_stage.input_mean) == float(net.input_stage.input_mean)
     with pytest.raises(ValueError, match="no waveforms"):
         fresh.fit_input_stats([])
+
+
+def test_a_repeated_scoring_pass_reads_its_log_mels_from_the_memo_and_scores_the_same_bit_for_bit() -> None:
+    net = tiny("spectrogram").eval()
+    batches = [torch.randn(3, THREE_S), torch.randn(2, THREE_S)]
+    with torch.inference_mode():
+        plain = [net(batch) for batch in batches]
+        memo = LogMelMemo()
+        for _ in range(3):  # three epochs' validation passes
+            with remembering_logmels(net, memo):
+                assert all(torch.equal(net(batch), expected) for batch, expected in zip(batches, plain))
+        assert memo.hits == 2 * len(batches) and len(memo.entries) == len(batches)
+        other = torch.randn(3, THREE_S)
+        expected = net(other)
+        with remembering_logmels(net, memo):  # another batch at the first position: computed, not read...
+            assert torch.equal(net(other), expected)
+        assert memo.hits == 2 * len(batches)
+        with remembering_logmels(net, memo):  # ...and stored in its place
+            assert torch.equal(net(other), expected)
+        assert memo.hits == 2 * len(batches) + 1
+        full = LogMelMemo(limit_bytes=0)  # nothing kept past the limit: every pass computes, the same scores
+        for _ in range(2):
+            with remembering_logmels(net, full):
+                assert torch.equal(net(batches[0]), plain[0])
+        assert full.hits == 0 and not full.entries
+    with remembering_logmels(net, memo):  # with gradients (training) the memo is not used
+        net(other)
+    assert memo.hits == 2 * len(batches) + 1 and net.input_stage.memo is None  # and it is unset after the block
 
 
 def test_fit_input_stats_is_a_no_op_for_waveform_models() -> None:

@@ -8,7 +8,8 @@ He fan-in initialisation, and a "scalar" batch norm with one mean/variance and o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -183,11 +184,66 @@ class DenseHead(nn.Module):
         return self.classify(self.embed(x))
 
 
+class LogMelMemo:
+    """The log-mels of a pass that repeats batch for batch (the validation pass, the same clips in the same
+    order every epoch), kept after the first pass so later passes skip the STFT and the filterbank.
+
+    The n-th batch of a pass is looked up by its position and must match what was stored there (shape,
+    float64 sum, a strided sample of its values); a batch that does not is computed and stored afresh.
+    Up to ``limit_bytes`` of log-mels are kept; batches past the limit are computed every pass.
+    """
+
+    def __init__(self, limit_bytes: int = 512 << 20) -> None:
+        self.entries: list[tuple[tuple, torch.Tensor, torch.Tensor]] = []  # (shape, fingerprint, log-mel)
+        self.position, self.limit, self.bytes = 0, limit_bytes, 0
+        self.hits = 0
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    def __call__(self, waveform: torch.Tensor, compute) -> torch.Tensor:
+        shape = (tuple(waveform.shape), waveform.dtype, waveform.device)
+        mark = torch.cat([torch.sum(waveform, dtype=torch.float64).reshape(1),
+                          waveform.reshape(-1)[::4099].double()])  # (1 + samples / 4099,)
+        position, self.position = self.position, self.position + 1
+        if position < len(self.entries):
+            stored_shape, stored_mark, mel = self.entries[position]
+            if stored_shape == shape and torch.equal(stored_mark, mark):
+                self.hits += 1
+                return mel
+        mel = compute(waveform)
+        size = mel.element_size() * mel.numel()
+        if position < len(self.entries):  # another batch at this position: replace it
+            self.bytes -= self.entries[position][2].element_size() * self.entries[position][2].numel()
+            self.entries[position] = (shape, mark, mel)
+            self.bytes += size
+        elif position == len(self.entries) and self.bytes + size <= self.limit:
+            self.entries.append((shape, mark, mel))
+            self.bytes += size
+        return mel
+
+
+@contextmanager
+def remembering_logmels(model: nn.Module, memo: LogMelMemo) -> Iterator[None]:
+    """Within the block, every log-mel input stage of ``model`` scores through ``memo`` (when no gradient
+    is taken), from the memo's first position: wrap each repetition of the same pass in it."""
+    stages = [module for module in model.modules() if isinstance(module, LogMelInput)]
+    memo.rewind()
+    for stage in stages:
+        stage.memo = memo
+    try:
+        yield
+    finally:
+        for stage in stages:
+            stage.memo = None
+
+
 class LogMelInput(nn.Module):
     """Waveform -> standardised log-mel, (batch, samples) -> (batch, frames, n_mels).
 
     ONE scalar mean and ONE scalar std over all bins and frames of training audio (docs/paper-details.md,
     "Input representation"), stored with the model (buffers ``input_mean``/``input_std``, set by :meth:`fit`).
+    Under :func:`remembering_logmels` a repeated scoring pass reads its log-mels from a :class:`LogMelMemo`.
     """
 
     def __init__(self, audio_cfg: AudioConfig) -> None:
@@ -196,9 +252,12 @@ class LogMelInput(nn.Module):
         self.n_fft, self.hop_length, self.n_mels = audio_cfg.n_fft, audio_cfg.hop_length, audio_cfg.n_mels
         self.register_buffer("input_mean", torch.zeros(()))
         self.register_buffer("input_std", torch.ones(()))
+        self.memo: LogMelMemo | None = None
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return (self.logmel(waveform) - self.input_mean) / self.input_std  # float32 even under autocast
+        remembered = self.memo is not None and not torch.is_grad_enabled()
+        mel = self.memo(waveform, self.logmel) if remembered else self.logmel(waveform)
+        return (mel - self.input_mean) / self.input_std  # float32 even under autocast
 
     @torch.no_grad()
     def fit(self, waveforms: Iterable[torch.Tensor]) -> None:
