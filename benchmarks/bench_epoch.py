@@ -49,9 +49,11 @@ class Clock:
         self.parts: list[dict[str, float]] = []
         self.marks: list[float] = []
         self.saved: list[float] = []  # when each epoch's checkpoint was written, its last step
+        self.open = False  # between an epoch's start and its end: what runs after the last (the test) is not counted
+        self.close_on_save = False  # an older commit, which has no end-of-epoch callback
 
     def add(self, part: str, seconds: float) -> None:
-        if self.parts:
+        if self.parts and self.open:
             self.parts[-1][part] += seconds
 
     def timed(self, part: str, function):
@@ -72,6 +74,7 @@ def install(clock: Clock) -> None:
     def epoch(*args, **kwargs):
         clock.marks.append(time.perf_counter())
         clock.parts.append(defaultdict(float))
+        clock.open = True
         started = time.perf_counter()
         try:
             return train_epoch(*args, **kwargs)
@@ -89,6 +92,7 @@ def install(clock: Clock) -> None:
             return save_epoch(*args, **kwargs)
         finally:
             clock.saved.append(time.perf_counter())
+            clock.open = clock.open and not clock.close_on_save
 
     train_module._train_epoch = epoch
     train_module._loader = timed_loader
@@ -145,9 +149,13 @@ def measure(clock: Clock, model: str, epochs: int, train_size: int, cache_dir: s
                               loss="bce", cache_dir=cache_dir)
     ends: list[float] = []
     if "on_epoch_end" in inspect.signature(run_experiment).parameters:
-        run_experiment(cfg, results_dir=work / "results", force=True,
-                       on_epoch_end=lambda epoch, record: ends.append(time.perf_counter()))
+        def ended(epoch, record):
+            ends.append(time.perf_counter())
+            clock.open = False
+
+        run_experiment(cfg, results_dir=work / "results", force=True, on_epoch_end=ended)
     else:  # an older commit: an epoch ends with its checkpoint
+        clock.close_on_save = True
         run_experiment(cfg, results_dir=work / "results", force=True)
         ends = clock.saved
     rows = []
