@@ -60,6 +60,7 @@ EXTRA_PARAMETERS = {
     "figures_dir": "folder the report notebooks write figures to",
     "tables_dir": "folder the report notebooks write tables to (CSV and markdown)",
     "grid": "grid YAML whose runs a report notebook summarises",
+    "study_grid": "grid YAML of the study whose loss the loss ablation judges",
     "n_examples": "how many test clips the qualitative notebook lists",
     "top_k": "how many top-scored tags are listed per clip",
     "listen_tags": "tags whose clips the tour plays and shows",

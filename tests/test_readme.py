@@ -70,7 +70,9 @@ NOT_RUN = {
     "study tag song.mp3 --checkpoint cache/default/checkpoints/<run-id>/best.pt --top-k 5":
         "needs a checkpoint written by `study train`; test_the_checkpoint_path_is_where_study_train_writes checks it",
     "torchrun --nproc_per_node 4 -m study train --preset paper": "the paper's configuration on four GPUs",
-    "python benchmarks/bench_{corpus,cache,train,pretrained}.py": "benchmarks (minutes each)",
+    "python benchmarks/bench_{corpus,cache,train,pretrained,epoch}.py": "benchmarks (minutes each)",
+    "python benchmarks/bench_epoch.py": "an epoch's breakdown: the default preset trained for three epochs per model",
+    "python benchmarks/parity.py --baseline COMMIT": "trains a short run under another commit and this tree (minutes)",
     "python tools/experiment_parameters.py": "rewrites a notebook's parameters cell; tests/test_notebooks.py checks it",
     "study cache --preset paper": "decodes the paper preset's 100,000-clip corpus (hours)",
     "study cache": "the command's name in prose; `study cache --preset paper` is its example",
