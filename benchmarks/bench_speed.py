@@ -129,13 +129,12 @@ def epoch_suite(old: Path, repeats: int, epochs: int = 2) -> list[dict]:
                     "--threads", str(threads), "--cache-dir", str(ROOT / "cache" / "default"), *options],
                     tree=tree, key=key, threads=threads)
 
-    alone = []  # older commits let numba's OpenMP launch raise torch to every core; alone, held to one
-    for model in ("spectrogram", "waveform"):
-        held = epoch("--models", model, tree=old)
+    rows = []
+    for model in ("spectrogram", "waveform"):  # older commits let numba's OpenMP launch raise torch to every core:
+        held = epoch("--models", model, tree=old)  # alone, held to one
         held.env = {"NUMBA_NUM_THREADS": "1"}
-        alone.append(compare(f"epoch {model} (default preset, 1 job, 1 thread)", epoch("--models", model), held,
-                             repeats, higher_is_better=False, unit="s per epoch"))
-    rows = alone
+        rows.append(compare(f"epoch {model} (default preset, 1 job, 1 thread)", epoch("--models", model), held,
+                            repeats, higher_is_better=False, unit="s per epoch"))
     both = ("--models", "spectrogram,waveform")
     rows.append(compare("study batch, 2 jobs x 1 thread as each commit runs them (a spectrogram and a waveform run at once)",
                         epoch(*both, "--jobs", "2", key="epochs_per_hour"),

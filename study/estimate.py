@@ -90,12 +90,13 @@ def _stored_epochs(results_dir: str | Path) -> pd.DataFrame:
         hardware = origin.get("hardware") or {}
         timings = origin.get("timings") or {}
         rows.append({"model": config.model.model, "train_size": config.data.train_size, "schedule": _schedule(config),
+                     "loss": config.train.loss,
                      "epoch_shape": _epoch_shape(config), "epochs": int(training["epochs"]),
                      "epoch_seconds": float(seconds.median()) if len(seconds) else np.nan,
                      "test_seconds": float(timings.get("test", np.nan)), "threads": hardware.get("torch_threads"),
                      "cpus": hardware.get("cpu_count"), "device": "cuda" if hardware.get("cuda") else "cpu",
                      "created": str(origin.get("created", ""))})
-    return pd.DataFrame(rows, columns=["model", "train_size", "schedule", "epoch_shape", "epochs", "epoch_seconds", "test_seconds",
+    return pd.DataFrame(rows, columns=["model", "train_size", "schedule", "loss", "epoch_shape", "epochs", "epoch_seconds", "test_seconds",
                                        "threads", "cpus", "device", "created"])
 
 
@@ -121,12 +122,9 @@ def measured_epoch(cfg: RunConfig, stored: pd.DataFrame, *, threads: int, cpus: 
 
 
 def _schedule(cfg: RunConfig) -> tuple:
-    """What decides how long a run trains, besides its model and size."""
+    """What decides how long a run trains, besides its model, size and loss."""
     t = cfg.train
-    return (t.epoch_patches, t.patience, t.lr_patience, t.learning_rate, t.batch_size, t.loss, cfg.data.corpus_size)
-
-
-_LOSS = 5  # where the loss sits in a schedule
+    return (t.epoch_patches, t.patience, t.lr_patience, t.learning_rate, t.batch_size, cfg.data.corpus_size)
 
 
 def _epoch_shape(cfg: RunConfig) -> tuple:
@@ -141,17 +139,16 @@ def expected_epochs(cfg: RunConfig, stored: pd.DataFrame) -> tuple[float, str]:
     nearest stored sizes, on a log scale of clips (more data, more epochs before validation stops
     improving), capped by the epoch cap; else the one stored size; else runs of the same size that differ
     only in their loss; else the cap."""
-    model = stored[stored["model"] == cfg.model.model]
-    same = model[model["schedule"].map(lambda s: s == _schedule(cfg)).astype(bool)]
+    scheduled = stored[(stored["model"] == cfg.model.model)
+                       & stored["schedule"].map(lambda s: s == _schedule(cfg)).astype(bool)]
+    same = scheduled[scheduled["loss"] == cfg.train.loss]
     exact = same[same["train_size"] == cfg.data.train_size]
     if len(exact):
         return float(exact["epochs"].median()), f"median of {len(exact)} stored run(s)"
     if not len(same):
         # another loss on the same schedule trains about as long (the loss ablation's runs: 47-74 epochs
         # against 45-64 for the loss they were compared with); any other difference in the schedule says nothing
-        lossless = _schedule(cfg)[:_LOSS] + _schedule(cfg)[_LOSS + 1:]
-        sized = model[model["train_size"] == cfg.data.train_size]
-        other_loss = sized[sized["schedule"].map(lambda s: s[:_LOSS] + s[_LOSS + 1:] == lossless).astype(bool)]
+        other_loss = scheduled[scheduled["train_size"] == cfg.data.train_size]
         if len(other_loss):
             return (float(other_loss["epochs"].median()),
                     f"median of {len(other_loss)} stored run(s) with another loss")

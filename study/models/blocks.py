@@ -202,25 +202,31 @@ class LogMelMemo:
         self.position = 0
 
     def __call__(self, waveform: torch.Tensor, compute) -> torch.Tensor:
+        position, self.position = self.position, self.position + 1
+        stored = position < len(self.entries)
+        if not stored and (position > len(self.entries) or self.bytes >= self.limit):
+            return compute(waveform)  # past the limit: neither read nor kept, so not fingerprinted either
         shape = (tuple(waveform.shape), waveform.dtype, waveform.device)
         mark = torch.cat([torch.sum(waveform, dtype=torch.float64).reshape(1),
                           waveform.reshape(-1)[::4099].double()])  # (1 + samples / 4099,)
-        position, self.position = self.position, self.position + 1
-        if position < len(self.entries):
+        if stored:
             stored_shape, stored_mark, mel = self.entries[position]
             if stored_shape == shape and torch.equal(stored_mark, mark):
                 self.hits += 1
                 return mel
+            self.bytes -= _bytes(mel)  # another batch at this position: replaced below
         mel = compute(waveform)
-        size = mel.element_size() * mel.numel()
-        if position < len(self.entries):  # another batch at this position: replace it
-            self.bytes -= self.entries[position][2].element_size() * self.entries[position][2].numel()
+        if stored:
             self.entries[position] = (shape, mark, mel)
-            self.bytes += size
-        elif position == len(self.entries) and self.bytes + size <= self.limit:
+            self.bytes += _bytes(mel)
+        elif self.bytes + _bytes(mel) <= self.limit:
             self.entries.append((shape, mark, mel))
-            self.bytes += size
+            self.bytes += _bytes(mel)
         return mel
+
+
+def _bytes(tensor: torch.Tensor) -> int:
+    return tensor.element_size() * tensor.numel()
 
 
 @contextmanager

@@ -457,13 +457,9 @@ def _evaluate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: n
         # as relu(sign v) sign; the sign goes into the scale (a clamp with per-channel bounds costs five such passes)
         sign = _per_channel(sign.to(pooled.dtype), pooled.dim())
         scale = _per_channel(scale, pooled.dim())  # sign |scale|
-        out = pooled.mul_(sign).relu_().mul_(scale).add_(shift) if scoring else torch.relu(pooled * sign) * scale + shift
-    else:
-        scale = _per_channel(scale.abs(), pooled.dim())
-        out = pooled.mul_(scale).add_(shift) if scoring else pooled * scale + shift
-    if spec.relu_first:
-        return out
-    return out.relu_() if scoring else torch.relu(out)
+        return pooled.mul_(sign).relu_().mul_(scale).add_(shift) if scoring else torch.relu(pooled * sign) * scale + shift
+    scale = _per_channel(scale.abs(), pooled.dim())
+    return pooled.mul_(scale).add_(shift).relu_() if scoring else torch.relu(pooled * scale + shift)
 
 
 __all__ = ["AxisPool", "WindowPool", "conv_norm_pool", "fast_path", "plain_operations", "torch_passes"]
